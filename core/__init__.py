@@ -1,0 +1,1 @@
+"""Treatment Simulation Studio core: Streamlit-free domain, storage, services and jobs."""

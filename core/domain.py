@@ -1,0 +1,307 @@
+"""Domain types. Field names follow the seed's data model ("Treatment Simulation Exports") exactly.
+
+Statuses and kinds are `str` enums stored by value; value objects are frozen dataclasses that
+validate on construction. Ids are strings (hex ObjectIds) outside the repositories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from core.errors import ValidationError
+
+
+class CoerciveEnum(StrEnum):
+    """A str enum that turns user strings ("aligner", " ALIGNER ") into members at the edge."""
+
+    @classmethod
+    def coerce(cls, value: object) -> CoerciveEnum:
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip()
+        for member in cls:
+            if text.upper() == member.value.upper() or text.upper() == member.name:
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise ValidationError(f"{value!r} is not a valid {cls.__name__}; choose one of {choices}.")
+
+
+class SimulationType(CoerciveEnum):
+    ALIGNER = "ALIGNER"
+    SMILE_DESIGN = "SMILE_DESIGN"
+    BRACKET_PREVIEW = "BRACKET_PREVIEW"
+    SUPERIMPOSITION = "SUPERIMPOSITION"
+    CUSTOM = "CUSTOM"
+
+
+class SimulationStatus(CoerciveEnum):
+    ACTIVE = "ACTIVE"
+    SUPERSEDED = "SUPERSEDED"
+    ARCHIVED = "ARCHIVED"
+
+
+class ExportType(CoerciveEnum):
+    SNAPSHOT = "SNAPSHOT"
+    VIDEO = "VIDEO"
+    GIF = "GIF"
+    COMPARISON = "COMPARISON"
+    PDF = "PDF"
+
+
+class Role(CoerciveEnum):
+    COORDINATOR = "coordinator"
+    DOCTOR = "doctor"
+    PRESENTER = "presenter"
+    ADMIN = "admin"
+
+
+class Permission(CoerciveEnum):
+    IMAGING_VIEW = "imaging:view"
+    IMAGING_CAPTURE = "imaging:capture"
+    IMAGING_EXPORT = "imaging:export"
+    IMAGING_APPROVE = "imaging:approve"
+    ADMIN = "admin"
+
+
+class AssetKind(CoerciveEnum):
+    """What an `ImagingAsset` is in the patient's imaging gallery."""
+
+    PHOTO = "PHOTO"  # clinical photo (smile, intraoral)
+    SCAN = "SCAN"  # 3D scan shell or scan view
+    FRAME = "FRAME"  # original simulation frame
+    FRAME_DISPLAY = "FRAME_DISPLAY"  # display rendition of a frame (screen size)
+    FRAME_THUMB = "FRAME_THUMB"  # thumbnail rendition of a frame
+    EXPORT = "EXPORT"  # produced export file
+    SOURCE = "SOURCE"  # imported source file kept for provenance (recording, manifest)
+
+
+class RenditionState(CoerciveEnum):
+    """Progress of a simulation's display renditions and thumbnails."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+CLINICAL_VIEWS: tuple[str, ...] = ("front", "left", "right", "upper", "lower")
+VIEW_LABELS: dict[str, str] = {
+    "front": "Frontal",
+    "left": "Left buccal",
+    "right": "Right buccal",
+    "upper": "Upper occlusal",
+    "lower": "Lower occlusal",
+}
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Inclusive range of frame indexes."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValidationError(
+                f"Frame range {self.start}–{self.end} is invalid; start must be ≥ 0 and ≤ end."
+            )
+
+
+@dataclass(frozen=True)
+class Clinic:
+    id: str
+    name: str
+    slug: str
+    showPatientNames: bool = False
+    createdAt: datetime | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    clinicId: str
+    email: str
+    name: str
+    role: Role
+    active: bool = True
+    issuer: str | None = None
+    subject: str | None = None
+    createdAt: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Patient:
+    id: str
+    clinicId: str
+    firstName: str
+    lastName: str
+    dateOfBirth: date
+    chartNumber: str
+    createdAt: datetime | None = None
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.lastName}, {self.firstName}"
+
+    @property
+    def initials(self) -> str:
+        return f"{self.firstName[:1]}{self.lastName[:1]}".upper()
+
+
+@dataclass(frozen=True)
+class Treatment:
+    id: str
+    clinicId: str
+    patientId: str
+    name: str
+    status: str = "PLANNED"
+    alignerCount: int | None = None
+    estimatedMonths: int | None = None
+    notes: str = ""
+    createdAt: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a simulation: a stage seen from a view, stored as assets."""
+
+    index: int
+    stage: int
+    view: str
+    assetId: str
+    width: int
+    height: int
+    displayAssetId: str | None = None
+    thumbAssetId: str | None = None
+    label: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "stage": self.stage,
+            "view": self.view,
+            "assetId": self.assetId,
+            "width": self.width,
+            "height": self.height,
+            "displayAssetId": self.displayAssetId,
+            "thumbAssetId": self.thumbAssetId,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Frame:
+        return cls(
+            index=int(doc["index"]),
+            stage=int(doc["stage"]),
+            view=str(doc.get("view", "front")),
+            assetId=str(doc["assetId"]),
+            width=int(doc["width"]),
+            height=int(doc["height"]),
+            displayAssetId=str(doc["displayAssetId"]) if doc.get("displayAssetId") else None,
+            thumbAssetId=str(doc["thumbAssetId"]) if doc.get("thumbAssetId") else None,
+            label=str(doc.get("label", "")),
+        )
+
+
+@dataclass(frozen=True)
+class TreatmentSimulation:
+    id: str
+    clinicId: str
+    patientId: str
+    name: str
+    simulationType: SimulationType
+    frames: tuple[Frame, ...]
+    frameCount: int
+    metadata: dict[str, Any]
+    status: SimulationStatus
+    version: int
+    isApproved: bool
+    createdAt: datetime
+    updatedAt: datetime
+    createdBy: str
+    treatmentId: str | None = None
+    sourceSystem: str | None = None
+    sourceId: str | None = None
+    approvedAt: datetime | None = None
+    approvedBy: str | None = None
+    scanId: str | None = None
+    renditions: RenditionState = RenditionState.PENDING
+    revision: int = 0
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for frame in self.frames:
+            seen.setdefault(frame.view, None)
+        return tuple(seen)
+
+    @property
+    def stage_count(self) -> int:
+        return len({frame.stage for frame in self.frames})
+
+    def frames_for_view(self, view: str) -> tuple[Frame, ...]:
+        return tuple(sorted((f for f in self.frames if f.view == view), key=lambda f: f.stage))
+
+    @property
+    def series_key(self) -> tuple[str, str, str | None, str]:
+        """Versions of one simulation share clinic, patient, treatment and type."""
+        return (self.clinicId, self.patientId, self.treatmentId, self.simulationType.value)
+
+
+@dataclass(frozen=True)
+class SimulationExport:
+    id: str
+    clinicId: str
+    simulationId: str
+    exportType: ExportType
+    settings: dict[str, Any]
+    frameRange: FrameRange
+    createdAt: datetime
+    createdBy: str
+    name: str | None = None
+    imageUrl: str | None = None
+    videoUrl: str | None = None
+    gifUrl: str | None = None
+    pdfUrl: str | None = None
+    beforeImageId: str | None = None
+    comparisonUrl: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagingAsset:
+    """An entry of the patient's imaging gallery; the bytes live in the asset store under `sha256`."""
+
+    id: str
+    clinicId: str
+    patientId: str
+    kind: AssetKind
+    contentType: str
+    size: int
+    sha256: str
+    createdAt: datetime
+    createdBy: str
+    width: int | None = None
+    height: int | None = None
+    label: str = ""
+    simulationId: str | None = None
+    exportId: str | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: str
+    clinicId: str
+    action: str
+    outcome: str
+    at: datetime
+    userId: str | None = None
+    role: str | None = None
+    patientId: str | None = None
+    simulationId: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,76 @@
+"""The composition root of a process: settings → database, Redis, asset store and repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from pymongo.database import Database
+from redis import Redis
+
+from core.config import Settings
+from core.db import connect
+from core.queueing import connect_redis
+from core.repositories import (
+    AssetRepository,
+    AuditRepository,
+    ClinicRepository,
+    ExportRepository,
+    PatientRepository,
+    SimulationRepository,
+    TreatmentRepository,
+    UserRepository,
+)
+from core.storage import AssetStore, build_asset_store
+
+
+@dataclass
+class Infrastructure:
+    """Clients and repositories of one process. Built once (composition root), shared by services."""
+
+    settings: Settings
+    db: Database
+
+    @cached_property
+    def redis(self) -> Redis:
+        return connect_redis(self.settings)
+
+    @cached_property
+    def store(self) -> AssetStore:
+        return build_asset_store(self.settings, self.db)
+
+    @cached_property
+    def clinics(self) -> ClinicRepository:
+        return ClinicRepository(self.db)
+
+    @cached_property
+    def users(self) -> UserRepository:
+        return UserRepository(self.db)
+
+    @cached_property
+    def patients(self) -> PatientRepository:
+        return PatientRepository(self.db)
+
+    @cached_property
+    def treatments(self) -> TreatmentRepository:
+        return TreatmentRepository(self.db)
+
+    @cached_property
+    def simulations(self) -> SimulationRepository:
+        return SimulationRepository(self.db)
+
+    @cached_property
+    def exports(self) -> ExportRepository:
+        return ExportRepository(self.db)
+
+    @cached_property
+    def assets(self) -> AssetRepository:
+        return AssetRepository(self.db)
+
+    @cached_property
+    def audit(self) -> AuditRepository:
+        return AuditRepository(self.db)
+
+
+def build_infrastructure(settings: Settings) -> Infrastructure:
+    return Infrastructure(settings=settings, db=connect(settings))

@@ -1,0 +1,63 @@
+"""Who may do what. The role table lives here and only here; services call `require`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.domain import Permission, Role, User
+from core.errors import PermissionDeniedError
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.COORDINATOR: frozenset(
+        {Permission.IMAGING_VIEW, Permission.IMAGING_CAPTURE, Permission.IMAGING_EXPORT}
+    ),
+    Role.DOCTOR: frozenset(
+        {
+            Permission.IMAGING_VIEW,
+            Permission.IMAGING_CAPTURE,
+            Permission.IMAGING_EXPORT,
+            Permission.IMAGING_APPROVE,
+        }
+    ),
+    # Presenters see and export approved material only (see `Actor.approved_only`).
+    Role.PRESENTER: frozenset({Permission.IMAGING_VIEW, Permission.IMAGING_EXPORT}),
+    Role.ADMIN: frozenset({Permission.IMAGING_VIEW, Permission.ADMIN}),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The signed-in user acting on a service call, as loaded from the database for this request."""
+
+    user: User
+
+    @property
+    def id(self) -> str:
+        return self.user.id
+
+    @property
+    def clinic_id(self) -> str:
+        return self.user.clinicId
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return ROLE_PERMISSIONS[self.user.role] if self.user.active else frozenset()
+
+    @property
+    def approved_only(self) -> bool:
+        """Presenters see approved simulation versions only."""
+        return self.user.role is Role.PRESENTER
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise PermissionDeniedError(
+                f"Your role ({self.user.role.value}) does not include {permission.value}; "
+                "ask your clinic admin if you need it."
+            )

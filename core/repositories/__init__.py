@@ -1,0 +1,35 @@
+"""Repositories: the only code that touches MongoDB collections. Every method is clinic-scoped."""
+
+from core.repositories.assets import AssetRepository
+from core.repositories.audit import AuditRepository
+from core.repositories.exports import ExportRepository
+from core.repositories.people import (
+    ClinicRepository,
+    PatientRepository,
+    TreatmentRepository,
+    UserRepository,
+)
+from core.repositories.simulations import SimulationRepository
+
+ALL_REPOSITORIES = (
+    ClinicRepository,
+    UserRepository,
+    PatientRepository,
+    TreatmentRepository,
+    SimulationRepository,
+    ExportRepository,
+    AssetRepository,
+    AuditRepository,
+)
+
+__all__ = [
+    "ALL_REPOSITORIES",
+    "AssetRepository",
+    "AuditRepository",
+    "ClinicRepository",
+    "ExportRepository",
+    "PatientRepository",
+    "SimulationRepository",
+    "TreatmentRepository",
+    "UserRepository",
+]

@@ -1,0 +1,136 @@
+"""The patient imaging gallery: one `ImagingAsset` document per stored file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+
+from core.domain import AssetKind, ImagingAsset
+from core.errors import NotFoundError
+from core.repositories.base import Repository, opt_oid, opt_str, to_oid, utcnow
+
+
+def _from_doc(doc: dict[str, Any]) -> ImagingAsset:
+    return ImagingAsset(
+        id=str(doc["_id"]),
+        clinicId=str(doc["clinicId"]),
+        patientId=str(doc["patientId"]),
+        kind=AssetKind.coerce(doc["kind"]),
+        contentType=doc["contentType"],
+        size=int(doc["size"]),
+        sha256=doc["sha256"],
+        width=doc.get("width"),
+        height=doc.get("height"),
+        label=doc.get("label", ""),
+        simulationId=opt_str(doc.get("simulationId")),
+        exportId=opt_str(doc.get("exportId")),
+        tags=tuple(doc.get("tags", ())),
+        createdAt=doc["createdAt"],
+        createdBy=str(doc["createdBy"]),
+    )
+
+
+class AssetRepository(Repository):
+    collection_name = "imaging_assets"
+    what = "image"
+
+    @classmethod
+    def ensure_indexes(cls, db: Database) -> None:
+        db[cls.collection_name].create_indexes(
+            [
+                IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("kind", ASCENDING),
+                            ("createdAt", DESCENDING)]),
+                IndexModel([("clinicId", ASCENDING), ("simulationId", ASCENDING)]),
+                IndexModel([("sha256", ASCENDING)]),
+            ]
+        )
+
+    @staticmethod
+    def new_document(
+        clinic_id: str,
+        *,
+        patient_id: str,
+        kind: AssetKind,
+        content_type: str,
+        size: int,
+        sha256: str,
+        created_by: str,
+        width: int | None = None,
+        height: int | None = None,
+        label: str = "",
+        simulation_id: str | None = None,
+        tags: Iterable[str] = (),
+        asset_id: ObjectId | None = None,
+    ) -> dict[str, Any]:
+        """A document ready for `insert_many` (callers batch the frames of one import)."""
+        return {
+            "_id": asset_id or ObjectId(),
+            "clinicId": to_oid(clinic_id, "clinic"),
+            "patientId": to_oid(patient_id, "patient"),
+            "kind": kind.value,
+            "contentType": content_type,
+            "size": size,
+            "sha256": sha256,
+            "width": width,
+            "height": height,
+            "label": label,
+            "simulationId": opt_oid(simulation_id),
+            "exportId": None,
+            "tags": list(tags),
+            "createdAt": utcnow(),
+            "createdBy": to_oid(created_by, "user"),
+        }
+
+    def insert_many(
+        self, clinic_id: str, docs: list[dict[str, Any]], *, session: ClientSession | None = None
+    ) -> list[ImagingAsset]:
+        self._check_scope(clinic_id, docs)
+        if docs:
+            self._col.insert_many(docs, ordered=True, session=session)
+        return [_from_doc(d) for d in docs]
+
+    def upsert_many(self, clinic_id: str, docs: list[dict[str, Any]]) -> None:
+        """Insert docs whose `_id` is deterministic; a retried job rewrites instead of duplicating."""
+        self._check_scope(clinic_id, docs)
+        if docs:
+            self._col.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False)
+
+    @staticmethod
+    def _check_scope(clinic_id: str, docs: list[dict[str, Any]]) -> None:
+        scope = to_oid(clinic_id, "clinic")
+        if any(d["clinicId"] != scope for d in docs):
+            raise ValueError("every asset must belong to the caller's clinic")
+
+    def get(self, clinic_id: str, asset_id: str) -> ImagingAsset:
+        return _from_doc(self._find_one(clinic_id, asset_id))
+
+    def get_many(self, clinic_id: str, asset_ids: Iterable[str]) -> dict[str, ImagingAsset]:
+        ids = [to_oid(a, "image") for a in asset_ids]
+        found = {str(d["_id"]): _from_doc(d) for d in self._col.find(self._scope(clinic_id, _id={"$in": ids}))}
+        missing = [str(i) for i in ids if str(i) not in found]
+        if missing:
+            raise NotFoundError(f"{len(missing)} image(s) are missing from your clinic's gallery.")
+        return found
+
+    def list_for_patient(
+        self, clinic_id: str, patient_id: str, *, kinds: Iterable[AssetKind] | None = None
+    ) -> list[ImagingAsset]:
+        query = self._scope(clinic_id, patientId=to_oid(patient_id, "patient"))
+        if kinds is not None:
+            query["kind"] = {"$in": [k.value for k in kinds]}
+        return [_from_doc(d) for d in self._col.find(query).sort("createdAt", DESCENDING)]
+
+    def delete_many(self, clinic_id: str, asset_ids: Iterable[str]) -> None:
+        """Roll back assets of a failed import (they were never referenced by a simulation)."""
+        ids = [to_oid(a, "image") for a in asset_ids]
+        if ids:
+            self._col.delete_many(self._scope(clinic_id, _id={"$in": ids}))
+
+    def sha256_in_use(self, sha256: str) -> bool:
+        """Whether any record still references this blob (used before deleting stored bytes)."""
+        return self._col.count_documents({"sha256": sha256}, limit=1) > 0

@@ -1,0 +1,34 @@
+"""Use cases. Every call takes the acting user; permissions and clinic scope are checked here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import Settings
+from core.infra import Infrastructure, build_infrastructure
+from core.services.patients import PatientService
+from core.services.sessions import SessionService
+from core.services.simulations import SimulationService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a page, the CLI or a job needs, built once per process from one `Settings`."""
+
+    infra: Infrastructure
+    sessions: SessionService
+    patients: PatientService
+    simulations: SimulationService
+
+
+def build_services(settings: Settings) -> Services:
+    return services_for(build_infrastructure(settings))
+
+
+def services_for(infra: Infrastructure) -> Services:
+    return Services(
+        infra=infra,
+        sessions=SessionService(infra),
+        patients=PatientService(infra),
+        simulations=SimulationService(infra),
+    )

@@ -1,0 +1,65 @@
+"""Who is signed in: the development sign-in and reloading the acting user on every rerun."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.domain import Clinic, User
+from core.errors import NotFoundError, PermissionDeniedError
+from core.permissions import Actor
+from core.infra import Infrastructure
+
+
+@dataclass(frozen=True)
+class SignInChoice:
+    user: User
+    clinic: Clinic
+
+
+class SessionService:
+    def __init__(self, infra: Infrastructure) -> None:
+        self._infra = infra
+
+    def dev_signin_choices(self) -> list[SignInChoice]:
+        """Demo users to pick from; empty unless the development sign-in is allowed."""
+        if not self._infra.settings.dev_signin_allowed:
+            return []
+        clinics: dict[str, Clinic] = {}
+        choices = []
+        for user in self._infra.users.list_for_dev_signin():
+            if user.clinicId not in clinics:
+                clinics[user.clinicId] = self._infra.clinics.get(user.clinicId)
+            choices.append(SignInChoice(user, clinics[user.clinicId]))
+        return choices
+
+    def dev_signin(self, user_id: str) -> Actor:
+        if not self._infra.settings.dev_signin_allowed:
+            raise PermissionDeniedError("The development sign-in is disabled on this server.")
+        actor = self.load_actor(user_id)
+        self._infra.audit.append(actor.clinic_id, action="signin", user_id=actor.id,
+                                 role=actor.role.value, details={"method": "development"})
+        return actor
+
+    def load_actor(self, user_id: str) -> Actor:
+        """The user as the database has it now; a disabled or deleted user is refused."""
+        try:
+            user = self._infra.users.get_for_session(user_id)
+        except NotFoundError as exc:
+            raise PermissionDeniedError("Your account no longer exists; sign in again.") from exc
+        if not user.active:
+            raise PermissionDeniedError("Your account is disabled; ask your clinic admin.")
+        return Actor(user)
+
+    def actor_by_email(self, email: str, clinic_slug: str | None = None) -> Actor:
+        """The CLI's `--as EMAIL`: exactly one active user must match."""
+        users = self._infra.users.find_by_email(email)
+        if clinic_slug:
+            users = [u for u in users if self._infra.clinics.get(u.clinicId).slug == clinic_slug]
+        if not users:
+            raise NotFoundError(f"No user with e-mail {email}.")
+        if len(users) > 1:
+            raise NotFoundError(f"{email} exists in several clinics; add --clinic SLUG.")
+        return self.load_actor(users[0].id)
+
+    def clinic(self, actor: Actor) -> Clinic:
+        return self._infra.clinics.get(actor.clinic_id)

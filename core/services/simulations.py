@@ -1,0 +1,259 @@
+"""Simulation versions: reading them and their frames, creating versions, making renditions."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo.client_session import ClientSession
+
+from core.domain import (
+    AssetKind,
+    Frame,
+    Permission,
+    RenditionState,
+    SimulationType,
+    TreatmentSimulation,
+)
+from core.errors import NotFoundError, ServiceUnavailableError, ValidationError
+from core.imaging import DISPLAY_SIZE, THUMB_SIZE, EncodedImage, decode_rgb, make_rendition
+from core.infra import Infrastructure
+from core.permissions import Actor
+from core.queueing import enqueue, job_state
+
+log = logging.getLogger(__name__)
+
+#: Which rendition of a frame to read.
+RENDITIONS = ("original", "display", "thumb")
+MAX_FRAMES = 2000
+
+
+@dataclass(frozen=True)
+class NewFrame:
+    """A frame to store in a new version: the encoded image of one stage seen from one view."""
+
+    stage: int
+    view: str
+    image: EncodedImage
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class RenditionProgress:
+    state: RenditionState
+    percent: int
+
+
+def renditions_job_id(simulation_id: str, revision: int) -> str:
+    return f"renditions-{simulation_id}-r{revision}"
+
+
+def _derived_oid(*parts: str) -> ObjectId:
+    """A deterministic ObjectId, so a retried job rewrites the same records instead of adding more."""
+    return ObjectId(hashlib.sha256("/".join(parts).encode()).digest()[:12])
+
+
+class SimulationService:
+    def __init__(self, infra: Infrastructure) -> None:
+        self._infra = infra
+
+    # --- reading -------------------------------------------------------------------------------
+    def get(self, actor: Actor, simulation_id: str) -> TreatmentSimulation:
+        """A version the actor may see (presenters: approved versions only)."""
+        actor.require(Permission.IMAGING_VIEW)
+        sim = self._infra.simulations.get(actor.clinic_id, simulation_id)
+        if actor.approved_only and not sim.isApproved:
+            raise NotFoundError("This simulation version is not approved yet; presenters see approved versions only.")
+        return sim
+
+    def frame_images(
+        self, actor: Actor, sim: TreatmentSimulation, frames: Sequence[Frame], rendition: str = "display"
+    ) -> list[bytes]:
+        """Bytes of the frames' renditions (falls back to the original while renditions are pending)."""
+        if rendition not in RENDITIONS:
+            raise ValidationError(f"Unknown rendition {rendition!r}; choose one of {', '.join(RENDITIONS)}.")
+        self.get(actor, sim.id)  # permission, scope and approval for this exact version
+        wanted = [self._asset_id(f, rendition) for f in frames]
+        assets = self._infra.assets.get_many(actor.clinic_id, set(wanted))
+        return [self._infra.store.get(assets[a].sha256) for a in wanted]
+
+    @staticmethod
+    def _asset_id(frame: Frame, rendition: str) -> str:
+        if rendition == "display" and frame.displayAssetId:
+            return frame.displayAssetId
+        if rendition == "thumb" and frame.thumbAssetId:
+            return frame.thumbAssetId
+        return frame.assetId
+
+    # --- creating versions ---------------------------------------------------------------------
+    def create_version(
+        self,
+        actor: Actor,
+        *,
+        patient_id: str,
+        treatment_id: str | None,
+        simulation_type: SimulationType,
+        name: str,
+        frames: Sequence[NewFrame],
+        metadata: dict[str, Any] | None = None,
+        source_system: str | None = None,
+        source_id: str | None = None,
+        scan_id: str | None = None,
+        queue_renditions: bool = True,
+    ) -> TreatmentSimulation:
+        """Store the frames and add them as the next ACTIVE version of the series, atomically.
+
+        On any failure nothing remains: no version, no asset records, no unreferenced files.
+        """
+        actor.require(Permission.IMAGING_CAPTURE)
+        clinic_id = actor.clinic_id
+        patient = self._infra.patients.get(clinic_id, patient_id)
+        if treatment_id:
+            treatment = self._infra.treatments.get(clinic_id, treatment_id)
+            if treatment.patientId != patient.id:
+                raise ValidationError("That treatment plan belongs to another patient.")
+        name = name.strip()
+        if not name:
+            raise ValidationError("Give the simulation a name (e.g. 'ClinCheck v2, upper and lower').")
+        self._check_frames(frames)
+
+        simulation_id = str(ObjectId())
+        stored: list[str] = []
+        asset_docs: list[dict[str, Any]] = []
+        frame_records: list[Frame] = []
+        try:
+            for index, new in enumerate(sorted(frames, key=lambda f: (f.stage, f.view))):
+                blob = self._infra.store.put(new.image.data)
+                stored.append(blob.sha256)
+                doc = self._infra.assets.new_document(
+                    clinic_id, patient_id=patient.id, kind=AssetKind.FRAME,
+                    content_type=new.image.content_type, size=blob.size, sha256=blob.sha256,
+                    created_by=actor.id, width=new.image.width, height=new.image.height,
+                    label=new.label, simulation_id=simulation_id,
+                )
+                asset_docs.append(doc)
+                frame_records.append(
+                    Frame(index=index, stage=new.stage, view=new.view, assetId=str(doc["_id"]),
+                          width=new.image.width, height=new.image.height, label=new.label)
+                )
+
+            def insert_assets(session: ClientSession) -> None:
+                self._infra.assets.insert_many(clinic_id, asset_docs, session=session)
+
+            sim = self._infra.simulations.insert_version(
+                clinic_id, patient_id=patient.id, treatment_id=treatment_id,
+                simulation_type=simulation_type, name=name, frames=frame_records,
+                metadata=dict(metadata or {}), created_by=actor.id, source_system=source_system,
+                source_id=source_id, scan_id=scan_id, simulation_id=simulation_id,
+                in_transaction=insert_assets,
+            )
+        except BaseException:
+            self._discard_blobs(stored)
+            raise
+        self._infra.audit.append(
+            clinic_id, action="simulation.import", user_id=actor.id, role=actor.role.value,
+            patient_id=patient.id, simulation_id=sim.id,
+            details={"version": sim.version, "frames": sim.frameCount, "sourceSystem": source_system},
+        )
+        if queue_renditions:
+            self.request_renditions(clinic_id, sim.id)
+        return sim
+
+    @staticmethod
+    def _check_frames(frames: Sequence[NewFrame]) -> None:
+        if not frames:
+            raise ValidationError("A simulation needs at least one frame.")
+        if len(frames) > MAX_FRAMES:
+            raise ValidationError(f"The simulation has {len(frames):,} frames; the limit is {MAX_FRAMES:,}.")
+        seen: set[tuple[int, str]] = set()
+        for frame in frames:
+            key = (frame.stage, frame.view)
+            if frame.stage < 0:
+                raise ValidationError(f"Stage {frame.stage} is negative; stages count from 0.")
+            if key in seen:
+                raise ValidationError(f"Stage {frame.stage} ({frame.view} view) appears twice; remove one.")
+            seen.add(key)
+
+    def _discard_blobs(self, sha256s: Sequence[str]) -> None:
+        for sha in set(sha256s):
+            if not self._infra.assets.sha256_in_use(sha):
+                self._infra.store.delete(sha)
+
+    # --- renditions (display size + thumbnails) -------------------------------------------------
+    def request_renditions(self, clinic_id: str, simulation_id: str) -> RenditionState:
+        """Queue the renditions job. With Redis down the version stays PENDING for the reconciler."""
+        from core.jobs import make_renditions  # the job module imports this one
+
+        sim = self._infra.simulations.get(clinic_id, simulation_id)
+        if sim.renditions is RenditionState.READY:
+            return sim.renditions
+        try:
+            enqueue(self._infra.redis, "renditions", make_renditions, clinic_id, simulation_id,
+                    job_id=renditions_job_id(simulation_id, sim.revision))
+        except ServiceUnavailableError:
+            log.warning("renditions of simulation %s left pending: Redis unreachable", simulation_id)
+            return RenditionState.PENDING
+        self._infra.simulations.set_renditions(clinic_id, simulation_id, state=RenditionState.QUEUED)
+        return RenditionState.QUEUED
+
+    def ensure_renditions(self, actor: Actor, simulation_id: str) -> RenditionState:
+        """Re-queue renditions left PENDING (Redis was down when the version was made)."""
+        sim = self.get(actor, simulation_id)
+        return self.request_renditions(actor.clinic_id, sim.id)
+
+    def rendition_progress(self, actor: Actor, simulation_id: str) -> RenditionProgress:
+        sim = self.get(actor, simulation_id)
+        done = sum(1 for f in sim.frames if f.displayAssetId and f.thumbAssetId)
+        percent = round(100 * done / max(1, len(sim.frames)))
+        state = sim.renditions
+        if state in (RenditionState.QUEUED, RenditionState.RUNNING):
+            # The job may have died with its worker: ask RQ, the one place that knows.
+            rq_state = job_state(self._infra.redis, renditions_job_id(sim.id, sim.revision))
+            if rq_state is None or rq_state is RenditionState.FAILED:
+                state = RenditionState.FAILED if rq_state else RenditionState.PENDING
+        return RenditionProgress(state, 100 if state is RenditionState.READY else percent)
+
+    def make_renditions(
+        self, clinic_id: str, simulation_id: str, progress: Callable[[int, str], None] | None = None
+    ) -> TreatmentSimulation:
+        """Make the display rendition and thumbnail of every frame (the job's body; idempotent)."""
+        sim = self._infra.simulations.get(clinic_id, simulation_id)
+        self._infra.simulations.set_renditions(clinic_id, sim.id, state=RenditionState.RUNNING)
+        originals = self._infra.assets.get_many(clinic_id, {f.assetId for f in sim.frames})
+        docs: list[dict[str, Any]] = []
+        updated: list[Frame] = []
+        for n, frame in enumerate(sim.frames, start=1):
+            original = originals[frame.assetId]
+            rgb = decode_rgb(self._infra.store.get(original.sha256))
+            ids: dict[str, str] = {}
+            for kind, box in ((AssetKind.FRAME_DISPLAY, DISPLAY_SIZE), (AssetKind.FRAME_THUMB, THUMB_SIZE)):
+                image = make_rendition(rgb, box, quality=88 if kind is AssetKind.FRAME_DISPLAY else 80)
+                blob = self._infra.store.put(image.data)
+                doc = self._infra.assets.new_document(
+                    clinic_id, patient_id=sim.patientId, kind=kind, content_type=image.content_type,
+                    size=blob.size, sha256=blob.sha256, created_by=sim.createdBy, width=image.width,
+                    height=image.height, simulation_id=sim.id,
+                    asset_id=_derived_oid(sim.id, frame.assetId, kind.value),
+                )
+                docs.append(doc)
+                ids[kind.value] = str(doc["_id"])
+            updated.append(
+                Frame(**{**frame.to_doc(), "displayAssetId": ids[AssetKind.FRAME_DISPLAY.value],
+                         "thumbAssetId": ids[AssetKind.FRAME_THUMB.value]})
+            )
+            if progress and (n % 5 == 0 or n == len(sim.frames)):
+                progress(round(100 * n / len(sim.frames)), f"frame {n} of {len(sim.frames)}")
+        self._infra.assets.upsert_many(clinic_id, docs)
+        return self._infra.simulations.set_renditions(
+            clinic_id, sim.id, state=RenditionState.READY, frames=updated, expected_revision=sim.revision
+        )
+
+    def reconcile_renditions(self, clinic_id: str) -> int:
+        """Queue renditions of versions left PENDING (e.g. Redis was down). Returns how many."""
+        pending = self._infra.simulations.pending_renditions(clinic_id)
+        return sum(1 for sim_id in pending
+                   if self.request_renditions(clinic_id, sim_id) is RenditionState.QUEUED)

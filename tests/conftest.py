@@ -1,0 +1,126 @@
+"""Real services for the tests: one embedded MongoDB-wire server and one redis-server per session,
+started on free ports in a temp dir (never ./var). Each test gets a fresh database, a fresh Redis
+database index and its own DATA_DIR."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Worker
+
+from core.config import PROJECT_ROOT, Settings, load_settings
+from core.db import ensure_indexes
+from core.infra import Infrastructure, build_infrastructure
+from core.launcher import Child, free_port, start_mongo, start_redis
+from core.services import Services, services_for
+
+
+@dataclass(frozen=True)
+class Servers:
+    mongodb_uri: str
+    redis_host_port: str
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    root = tmp_path_factory.mktemp("servers")
+    children: list[Child] = []
+    try:
+        mongo, uri = start_mongo(root / "db", free_port(), log_path=root / "db.log")
+        children.append(mongo)
+        redis, url = start_redis(root / "redis", free_port(), log_path=root / "redis.log")
+        children.append(redis)
+        yield Servers(uri, url.rsplit("/", 1)[0], root)
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def env(servers: Servers, tmp_path: Path) -> dict[str, str]:
+    """Environment for this test's settings (and for any worker/launcher it starts)."""
+    redis_url = f"{servers.redis_host_port}/{next(_redis_dbs)}"
+    Redis.from_url(redis_url).flushdb()
+    values = {
+        "MONGODB_URI": servers.mongodb_uri,
+        "MONGODB_DB": f"t_{uuid.uuid4().hex[:12]}",
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "ASSET_STORE": "files",
+        "STREAMLIT_SECRETS_PATH": str(tmp_path / "no-secrets.toml"),
+        "WORKER_MONITORING_INTERVAL": "2",
+        "WORKER_MAINTENANCE_INTERVAL": "5",
+    }
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture
+def infra(settings: Settings) -> Iterator[Infrastructure]:
+    infra = build_infrastructure(settings)
+    ensure_indexes(infra.db)
+    yield infra
+    infra.db.client.drop_database(settings.mongodb_db)
+    infra.db.client.close()
+
+
+@pytest.fixture
+def services(infra: Infrastructure) -> Services:
+    return services_for(infra)
+
+
+@pytest.fixture
+def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Popen]:
+    """A real `python worker.py` (forking RQ worker) bound to this test's database and Redis db."""
+    name = f"test-worker-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen(
+        [sys.executable, "worker.py", "--name", name], cwd=PROJECT_ROOT,
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while not any(w.name == name for w in Worker.all(connection=infra.redis)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.stdout.read().decode() if process.stdout else ""
+            process.kill()
+            pytest.fail(f"worker did not start:\n{output}")
+        time.sleep(0.1)
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    if process.stdout:
+        process.stdout.close()
+
+
+def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+    """Poll `predicate` until it returns a truthy value (for real asynchronous work)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -1,0 +1,83 @@
+"""Creating versions and reading frames through the service (permissions, scope, atomicity)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.domain import AssetKind, Role, SimulationStatus, SimulationType
+from core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from core.imaging import decode_rgb
+from tests.factories import gradient_frame, make_clinic, new_frames
+
+
+def _create(services, world, *, role=Role.COORDINATOR, frames=None, **kw):  # noqa: ANN001, ANN003, ANN202
+    return services.simulations.create_version(
+        world.actor(role), patient_id=world.patient.id, treatment_id=world.treatment.id,
+        simulation_type=SimulationType.ALIGNER, name=kw.pop("name", "ClinCheck"),
+        frames=new_frames(4) if frames is None else frames, queue_renditions=False, **kw,
+    )
+
+
+def test_a_created_version_stores_frames_as_assets_in_the_patients_gallery(services, infra):
+    world = make_clinic(infra)
+    sim = _create(services, world, source_system="ClinCheck", source_id="CC-1")
+
+    assert sim.frameCount == 4 and sim.stage_count == 4 and sim.version == 1
+    assert sim.status is SimulationStatus.ACTIVE and not sim.isApproved
+    images = services.simulations.frame_images(world.actor(), sim, sim.frames, "original")
+    assert (decode_rgb(images[2]) == gradient_frame(2)).all()
+    assets = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.FRAME])
+    assert len(assets) == 4 and all(a.simulationId == sim.id for a in assets)
+    assert {a.sha256 for a in assets} == {infra.assets.get(world.clinic.id, f.assetId).sha256 for f in sim.frames}
+    events = infra.audit.list(world.clinic.id)
+    assert [e.action for e in events].count("simulation.import") == 1
+
+
+def test_a_presenter_cannot_create_versions_and_nothing_is_written(services, infra):
+    world = make_clinic(infra)
+    with pytest.raises(PermissionDeniedError, match="imaging:capture"):
+        _create(services, world, role=Role.PRESENTER)
+    assert infra.db.simulations.count_documents({}) == 0
+    assert infra.db.imaging_assets.count_documents({}) == 0
+
+
+def test_presenters_do_not_see_unapproved_versions(services, infra):
+    world = make_clinic(infra)
+    sim = _create(services, world)
+    with pytest.raises(NotFoundError, match="not approved"):
+        services.simulations.get(world.actor(Role.PRESENTER), sim.id)
+    assert services.simulations.get(world.actor(Role.DOCTOR), sim.id).id == sim.id
+
+
+def test_another_clinics_patient_is_refused(services, infra):
+    a = make_clinic(infra, "alpha")
+    b = make_clinic(infra, "beta", chart="C-2")
+    with pytest.raises(NotFoundError):
+        services.simulations.create_version(
+            a.actor(), patient_id=b.patient.id, treatment_id=None, simulation_type=SimulationType.ALIGNER,
+            name="x", frames=new_frames(2), queue_renditions=False)
+
+
+def test_duplicate_stages_are_rejected_before_anything_is_stored(services, infra, settings):
+    world = make_clinic(infra)
+    frames = new_frames(3)
+    with pytest.raises(ValidationError, match="Stage 1 .* appears twice"):
+        _create(services, world, frames=[*frames, frames[1]])
+    assert infra.db.imaging_assets.count_documents({}) == 0
+    assert not (settings.data_dir / "assets").exists() or not any(
+        p.is_file() for p in (settings.data_dir / "assets").rglob("*") if ".tmp" not in p.parts)
+
+
+def test_a_failed_version_insert_leaves_no_assets_and_no_files(services, infra, settings, monkeypatch):
+    world = make_clinic(infra)
+    from core.repositories.simulations import SimulationRepository
+
+    def exploding_insert(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise RuntimeError("database went away mid-import")
+
+    monkeypatch.setattr(SimulationRepository, "insert_version", exploding_insert)
+    with pytest.raises(RuntimeError, match="went away"):
+        _create(services, world)
+    assert infra.db.imaging_assets.count_documents({}) == 0
+    stored = [p for p in (settings.data_dir / "assets").rglob("*") if p.is_file()]
+    assert stored == []

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers: cached service wiring, session keys and widget groups."""

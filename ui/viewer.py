@@ -1,0 +1,96 @@
+"""The frame viewer: slider, step buttons, play/pause, thumbnail strip. Serves display renditions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.domain import VIEW_LABELS, RenditionState, TreatmentSimulation
+from core.permissions import Actor
+from ui.context import services
+
+SPEEDS = {"0.5×": 1.0, "1×": 0.5, "2×": 0.25, "4×": 0.125}
+STRIP = 9
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _frame_images(clinic_id: str, simulation_id: str, revision: int, view: str, rendition: str,
+                  _actor: Actor) -> list[bytes]:
+    """Per clinic + version + revision: the page checks access on every rerun before using this."""
+    sim = services().simulations.get(_actor, simulation_id)
+    return services().simulations.frame_images(_actor, sim, sim.frames_for_view(view), rendition)
+
+
+def _renditions_status(actor: Actor, sim: TreatmentSimulation) -> None:
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        progress = services().simulations.rendition_progress(actor, sim.id)
+        if progress.state is RenditionState.READY:
+            st.rerun()
+        if progress.state is RenditionState.FAILED:
+            st.warning("Preparing display frames failed; showing originals. It will be retried.")
+            return
+        if progress.state is RenditionState.PENDING:
+            services().simulations.ensure_renditions(actor, sim.id)
+        st.progress(progress.percent, text=f"Preparing display frames… {progress.percent}% "
+                                           "(showing full-size originals meanwhile)")
+
+    poll()
+
+
+def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
+    if sim.renditions is not RenditionState.READY:
+        _renditions_status(actor, sim)
+    views = sim.views
+    view = views[0]
+    if len(views) > 1:
+        view = st.segmented_control("View", views, default=views[0], key=f"view-{sim.id}",
+                                    format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
+    frames = sim.frames_for_view(view)
+    key = f"frame-{sim.id}-{view}"
+    play_key = f"playing-{sim.id}"
+    st.session_state.setdefault(key, 0)
+    st.session_state.setdefault(play_key, False)
+    last = len(frames) - 1
+
+    def step(delta: int | None = None, to: int | None = None) -> None:
+        st.session_state[key] = to if to is not None else min(last, max(0, st.session_state[key] + delta))
+
+    def toggle_play() -> None:
+        st.session_state[play_key] = not st.session_state[play_key]
+        if st.session_state[play_key] and st.session_state[key] >= last:
+            st.session_state[key] = 0
+
+    cols = st.columns([1, 1, 1, 1, 1, 2])
+    cols[0].button("First", on_click=step, kwargs={"to": 0}, icon=":material/first_page:", key=f"first-{key}")
+    cols[1].button("Back", on_click=step, kwargs={"delta": -1}, icon=":material/chevron_left:", key=f"prev-{key}")
+    cols[2].button("Pause" if st.session_state[play_key] else "Play", on_click=toggle_play,
+                   icon=":material/pause:" if st.session_state[play_key] else ":material/play_arrow:",
+                   key=f"play-{key}")
+    cols[3].button("Next", on_click=step, kwargs={"delta": 1}, icon=":material/chevron_right:", key=f"next-{key}")
+    cols[4].button("Final", on_click=step, kwargs={"to": last}, icon=":material/last_page:", key=f"last-{key}")
+    speed = cols[5].select_slider("Speed", list(SPEEDS), value="1×", key=f"speed-{sim.id}")
+
+    images = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "display", actor)
+    thumbs = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "thumb", actor)
+
+    @st.fragment(run_every=SPEEDS[speed] if st.session_state[play_key] else None)
+    def stage() -> None:
+        if st.session_state[play_key]:
+            if st.session_state[key] >= last:
+                st.session_state[play_key] = False
+            else:
+                st.session_state[key] += 1
+        index = st.session_state[key]
+        frame = frames[index]
+        st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
+        st.markdown(f"### Stage {frame.stage} of {frames[-1].stage}")
+        st.image(images[index], caption=f"{VIEW_LABELS.get(view, view.title())} · v{sim.version}",
+                 width="stretch")
+        start = max(0, min(index - STRIP // 2, len(frames) - STRIP))
+        strip = st.columns(STRIP)
+        for col, i in zip(strip, range(start, min(len(frames), start + STRIP)), strict=False):
+            col.image(thumbs[i], width="stretch")
+            col.button(f"{frames[i].stage}", key=f"thumb-{key}-{i}", on_click=step, kwargs={"to": i},
+                       type="primary" if i == index else "secondary", width="stretch")
+
+    stage()
