@@ -16,7 +16,7 @@ from core.config import Settings, load_settings
 from core.errors import StudioError
 
 
-def endpoints_file(settings: Settings):  # noqa: ANN201 - Path
+def endpoints_file(settings: Settings):
     return settings.data_dir / "run" / "endpoints.json"
 
 
@@ -34,7 +34,7 @@ def cli_settings() -> Settings:
     return load_settings(env)
 
 
-def _services(settings: Settings):  # noqa: ANN202
+def _services(settings: Settings):
     from core.db import ensure_indexes
     from core.services import build_services
 

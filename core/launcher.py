@@ -7,6 +7,7 @@ Children are started in their own process groups and stopped in reverse order on
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -141,15 +142,18 @@ class Stack:
 
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    endpoints: Path | None = None
 
     def stop(self) -> None:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        if self.endpoints:
+            self.endpoints.unlink(missing_ok=True)
 
 
 def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | None = 8501,
-                seed: bool = True, log_dir: Path | None = None) -> Stack:
+                demo_profile: str | None = "full", log_dir: Path | None = None) -> Stack:
     """Start what `settings` does not point at, then workers and Streamlit. Raises with a clean stop."""
     from core.db import connect, ensure_indexes
 
@@ -169,39 +173,53 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
             log.info("embedded redis on %s (AOF in %s)", url, settings.data_dir / "redis")
         stack.env["DATA_DIR"] = str(settings.data_dir)
         resolved = load_settings(stack.env)
+        stack.endpoints = _write_endpoints(settings.data_dir, stack.env)
         db = connect(resolved)
         ensure_indexes(db)
         db.client.close()
         for n in range(workers):
             stack.children.append(spawn(f"worker-{n + 1}", [sys.executable, "worker.py"], env=stack.env,
                                         log_path=log_dir / f"worker-{n + 1}.log"))
-        if seed:
-            _seed_if_empty(resolved)
+        if demo_profile:
+            _seed_if_empty(resolved, demo_profile)
         if streamlit_port is not None:
             stack.children.append(spawn("streamlit", [
                 sys.executable, "-m", "streamlit", "run", "app.py",
                 "--server.port", str(streamlit_port), "--server.address", "127.0.0.1",
-            ], env=stack.env, log_path=log_dir / "streamlit.log" if log_dir != settings.data_dir / "logs" else None))
+            ], env=stack.env, log_path=log_dir / "streamlit.log"))
         return stack
     except BaseException:
         stack.stop()
         raise
 
 
-def _seed_if_empty(settings: Settings) -> None:
+def _write_endpoints(data_dir: Path, env: dict[str, str]) -> Path:
+    """Where `python -m core.cli` finds the running embedded servers (no secrets: loopback URLs)."""
+    path = data_dir / "run" / "endpoints.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: env[k] for k in ("MONGODB_URI", "REDIS_URL") if env.get(k)}))
+    os.replace(tmp, path)
+    return path
+
+
+def _seed_if_empty(settings: Settings, profile: str) -> None:
     from core.demo.seed import seed_demo
     from core.services import build_services
 
     services = build_services(settings)
     if services.infra.clinics.count() == 0:
-        log.info("first start: seeding the demo clinics (takes a minute, once)")
-        seed_demo(services, progress=lambda msg: log.info("seed: %s", msg))
+        log.info("first start: creating the demo clinics; workers render their simulations")
+        seed_demo(services, profile=profile, progress=lambda msg: log.info("seed: %s", msg))  # type: ignore[arg-type]
+    services.infra.db.client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.launcher", description="Run the studio.")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKER_COUNT", "2")))
     parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--demo", choices=("full", "mini", "none"), default=os.environ.get("DEMO_PROFILE", "full"),
+                        help="demo data seeded into an empty database")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("DEV_SIGNIN", "1")  # the demo picker; ignored once [auth] is configured
@@ -219,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        stack = start_stack(settings, workers=args.workers, streamlit_port=args.port)
+        stack = start_stack(settings, workers=args.workers, streamlit_port=args.port,
+                            demo_profile=None if args.demo == "none" else args.demo)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -115,7 +115,7 @@ def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Po
         process.stdout.close()
 
 
-def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
     """Poll `predicate` until it returns a truthy value (for real asynchronous work)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

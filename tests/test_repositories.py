@@ -12,7 +12,7 @@ from core.errors import ConflictError, NotFoundError
 from tests.factories import make_clinic
 
 
-def _insert(infra, world, *, name: str = "Plan", frames=()):  # noqa: ANN001, ANN202
+def _insert(infra, world, *, name: str = "Plan", frames=()):
     return infra.simulations.insert_version(
         world.clinic.id, patient_id=world.patient.id, treatment_id=world.treatment.id,
         simulation_type=SimulationType.ALIGNER, name=name, frames=frames, metadata={"k": 1},

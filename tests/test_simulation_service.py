@@ -10,7 +10,7 @@ from core.imaging import decode_rgb
 from tests.factories import gradient_frame, make_clinic, new_frames
 
 
-def _create(services, world, *, role=Role.COORDINATOR, frames=None, **kw):  # noqa: ANN001, ANN003, ANN202
+def _create(services, world, *, role=Role.COORDINATOR, frames=None, **kw):
     return services.simulations.create_version(
         world.actor(role), patient_id=world.patient.id, treatment_id=world.treatment.id,
         simulation_type=SimulationType.ALIGNER, name=kw.pop("name", "ClinCheck"),
@@ -61,7 +61,7 @@ def test_another_clinics_patient_is_refused(services, infra):
 def test_duplicate_stages_are_rejected_before_anything_is_stored(services, infra, settings):
     world = make_clinic(infra)
     frames = new_frames(3)
-    with pytest.raises(ValidationError, match="Stage 1 .* appears twice"):
+    with pytest.raises(ValidationError, match=r"Stage 1 \(front view\) appears twice"):
         _create(services, world, frames=[*frames, frames[1]])
     assert infra.db.imaging_assets.count_documents({}) == 0
     assert not (settings.data_dir / "assets").exists() or not any(
@@ -72,7 +72,7 @@ def test_a_failed_version_insert_leaves_no_assets_and_no_files(services, infra, 
     world = make_clinic(infra)
     from core.repositories.simulations import SimulationRepository
 
-    def exploding_insert(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def exploding_insert(self, *args, **kwargs):
         raise RuntimeError("database went away mid-import")
 
     monkeypatch.setattr(SimulationRepository, "insert_version", exploding_insert)
@@ -81,3 +81,22 @@ def test_a_failed_version_insert_leaves_no_assets_and_no_files(services, infra, 
     assert infra.db.imaging_assets.count_documents({}) == 0
     stored = [p for p in (settings.data_dir / "assets").rglob("*") if p.is_file()]
     assert stored == []
+
+
+def test_a_failure_inside_the_transaction_rolls_back_the_version_too(services, infra, settings, monkeypatch):
+    world = make_clinic(infra)
+    _create(services, world, name="v1")
+    from core.repositories.assets import AssetRepository
+
+    def failing_insert_many(self, clinic_id, docs, *, session=None):  # noqa: ANN001, ANN202
+        raise RuntimeError("asset insert failed inside the transaction")
+
+    monkeypatch.setattr(AssetRepository, "insert_many", failing_insert_many)
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        _create(services, world, name="v2", frames=new_frames(2, size=(40, 30)))
+
+    docs = list(infra.db.simulations.find({}, {"version": 1, "status": 1}))
+    assert [(d["version"], d["status"]) for d in docs] == [(1, "ACTIVE")]  # no v2, v1 not superseded
+    assert infra.db.imaging_assets.count_documents({}) == 4
+    blobs = [p for p in (settings.data_dir / "assets").rglob("*") if p.is_file() and ".tmp" not in p.parts]
+    assert len(blobs) == 4  # v2's files were removed again

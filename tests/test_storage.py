@@ -11,7 +11,7 @@ from core.storage import FileAssetStore, GridFSAssetStore
 
 
 @pytest.fixture(params=["files", "gridfs"])
-def store(request, infra, tmp_path):  # noqa: ANN001, ANN201
+def store(request, infra, tmp_path):
     return FileAssetStore(tmp_path / "assets") if request.param == "files" else GridFSAssetStore(infra.db)
 
 

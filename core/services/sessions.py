@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from core.domain import Clinic, User
 from core.errors import NotFoundError, PermissionDeniedError
-from core.permissions import Actor
 from core.infra import Infrastructure
+from core.permissions import Actor
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""A real browser (Debian's Chromium via Playwright) against the running Streamlit app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import PROJECT_ROOT
+from core.launcher import free_port
+from tests.conftest import wait_until
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="BROWSER TESTS SKIPPED: Debian's chromium is not installed "
+                              "(apt-get install chromium; .ci/run does this)"),
+]
+
+
+@pytest.fixture
+def app_url(env: dict[str, str], services, tmp_path: Path) -> Iterator[str]:
+    from core.demo.seed import seed_demo
+
+    seed_demo(services, profile="mini", inline=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1"],
+        cwd=PROJECT_ROOT, env={**os.environ, **env, "DEV_SIGNIN": "1"},
+        stdout=open(tmp_path / "streamlit.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                return r.read() == b"ok"
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=60, what="Streamlit")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+
+
+@pytest.fixture
+def page(tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.set_default_timeout(30_000)
+        yield context.new_page()
+        browser.close()
+
+
+def test_a_coordinator_signs_in_opens_a_patient_and_scrubs_frames(app_url, page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    expect(page.get_by_text("Development sign-in")).to_be_visible()
+    page.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="coordinator@brightside.example").click()
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("heading", name="Patients")).to_be_visible()
+    page.get_by_label("Search patients").fill("Okafor")
+    page.get_by_label("Search patients").press("Enter")
+    expect(page.get_by_text("Okafor, Maya").first).to_be_visible()
+    page.get_by_role("button", name="Open in viewer").first.click()
+
+    expect(page.get_by_role("heading", name="Simulation")).to_be_visible()
+    expect(page.get_by_text("Stage 0 of 3")).to_be_visible()
+    first_src = page.get_by_test_id("stImage").first.locator("img").get_attribute("src")
+    slider = page.get_by_role("slider")
+    slider.focus()
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+    expect(page.get_by_text("Stage 2 of 3")).to_be_visible()
+    expect(page.get_by_test_id("stImage").first.locator("img")).not_to_have_attribute("src", first_src)
+    shot = tmp_path / "viewer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    artifacts = os.environ.get("TEST_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(artifacts) / "viewer.png")

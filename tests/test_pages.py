@@ -1,0 +1,110 @@
+"""Pages through Streamlit's AppTest, against the real database."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.config import PROJECT_ROOT
+from core.domain import Role, SimulationType
+from tests.factories import make_clinic, new_frames
+
+APP = PROJECT_ROOT / "app.py"
+PAGES = ("pages/patients.py", "pages/simulation.py")
+
+
+@pytest.fixture
+def app_env(env, infra, monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DEV_SIGNIN", "1")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield env
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def world(services, infra):
+    world = make_clinic(infra)
+    sim = services.simulations.create_version(
+        world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
+        simulation_type=SimulationType.ALIGNER, name="ClinCheck", frames=new_frames(5), queue_renditions=False)
+    services.simulations.make_renditions(world.clinic.id, sim.id)
+    infra.db.simulations.update_one({}, {"$set": {"isApproved": True}})  # presenters see approved only
+    return world
+
+
+def _signed_in(world, role: Role) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state["user_id"] = world.users[role].id
+    return at
+
+
+def test_signed_out_users_see_only_the_development_sign_in(app_env, world):
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert not at.exception
+    assert at.title[0].value == "Treatment Simulation Studio"
+    assert "Development sign-in" in at.warning[0].value
+    labels = at.selectbox[0].options
+    assert len(labels) == 4 and any("coordinator@alpha.test" in label for label in labels)
+
+
+def test_signing_in_through_the_picker_opens_the_patients_page(app_env, world):
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.selectbox[0].select(world.users[Role.DOCTOR].id)
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.title[0].value == "Patients"
+    assert "Role: `doctor`" in at.sidebar.markdown[0].value
+
+
+def test_without_dev_signin_and_without_oidc_nobody_can_sign_in(app_env, world, monkeypatch):
+    monkeypatch.setenv("DEV_SIGNIN", "0")
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert not at.exception
+    assert at.selectbox == [] or len(at.selectbox) == 0
+    assert "not configured" in at.info[0].value
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_for_every_role(app_env, world, role, page):
+    at = _signed_in(world, role).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_the_patients_page_lists_series_with_versions(app_env, world, services):
+    services.simulations.create_version(
+        world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
+        simulation_type=SimulationType.ALIGNER, name="ClinCheck v2", frames=new_frames(3), queue_renditions=False)
+    at = _signed_in(world, Role.COORDINATOR).run()
+    table = at.dataframe[0].value
+    assert list(table["Version"]) == ["v2", "v1"]
+    assert list(table["Status"]) == ["Active", "Superseded"]
+    assert list(table["Frames"]) == [3, 5]
+
+
+def _shown_image(at: AppTest) -> str:
+    return at.get("image")[0].proto.imgs[0].url  # media URL: a hash of the image bytes
+
+
+def test_the_frame_slider_changes_the_shown_frame(app_env, world):
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/simulation.py").run()
+    assert not at.exception
+    first = _shown_image(at)
+    assert any("Stage 0 of 4" in m.value for m in at.markdown)
+
+    at.slider[0].set_value(3).run()
+    assert any("Stage 3 of 4" in m.value for m in at.markdown)
+    assert _shown_image(at) != first
+
+    at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("last-"))).click().run()
+    assert at.slider[0].value == 4
+
