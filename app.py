@@ -47,6 +47,8 @@ else:
         pages += [
             st.Page("pages/patients.py", title="Patients", icon=":material/groups:", default=True),
             st.Page("pages/simulation.py", title="Simulation", icon=":material/animation:"),
+            st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+            st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),
         ]
     if not pages:
         st.error("Your role has no pages yet; ask your clinic admin.")

@@ -291,6 +291,8 @@ class ImagingAsset:
     simulationId: str | None = None
     exportId: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: Facts recorded with a produced file: simulation version, approval state at export time, ...
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

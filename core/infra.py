@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from functools import cached_property
 
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from redis import Redis
 
@@ -12,6 +15,7 @@ from core.config import Settings
 from core.db import connect
 from core.queueing import connect_redis
 from core.repositories import (
+    AlignmentRepository,
     AssetRepository,
     AuditRepository,
     ClinicRepository,
@@ -23,6 +27,8 @@ from core.repositories import (
 )
 from core.storage import AssetStore, build_asset_store
 
+T = TypeVar("T")
+
 
 @dataclass
 class Infrastructure:
@@ -30,6 +36,11 @@ class Infrastructure:
 
     settings: Settings
     db: Database
+
+    def transaction(self, write: Callable[[ClientSession], T]) -> T:
+        """Run `write(session)` in one multi-document transaction (retried on transient errors)."""
+        with self.db.client.start_session() as session:
+            return session.with_transaction(write)
 
     @cached_property
     def redis(self) -> Redis:
@@ -70,6 +81,10 @@ class Infrastructure:
     @cached_property
     def audit(self) -> AuditRepository:
         return AuditRepository(self.db)
+
+    @cached_property
+    def alignments(self) -> AlignmentRepository:
+        return AlignmentRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

@@ -1,43 +1,35 @@
-"""Scrub through a simulation version's frames."""
+"""Scrub through a simulation version's frames; export a snapshot of any frame."""
 
 import streamlit as st
 
+from core.domain import Permission
 from core.errors import StudioError
-from ui.context import SIMULATION_KEY, require_actor, services, show_error
-from ui.viewer import frame_viewer
-from ui.widgets import patient_picker
+from core.services.visuals import SnapshotSpec
+from ui.context import require_actor, services, show_error
+from ui.export_controls import export_result, output_controls, overlay_controls
+from ui.viewer import current_frame_index, frame_viewer
+from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
 actor = require_actor()
 st.title("Simulation")
 
 try:
     patient = patient_picker(actor)
-    if patient is None:
+    sim = simulation_picker(actor, patient) if patient else None
+    if sim is None:
         st.stop()
-    overview = services().patients.overview(actor, patient.id)
-    versions = {v.id: v for series in overview.series for v in series.versions}
-    if not versions:
-        st.info("This patient has no simulations yet.")
-        st.stop()
-    ids = list(versions)
-    current = st.session_state.get(SIMULATION_KEY)
-    chosen = st.selectbox(
-        "Simulation", ids, index=ids.index(current) if current in ids else 0,
-        format_func=lambda i: f"{versions[i].name} · v{versions[i].version} · "
-                              f"{versions[i].status.value.lower()}"
-                              f"{' · approved' if versions[i].isApproved else ' · draft'}",
-    )
-    st.session_state[SIMULATION_KEY] = chosen
-    sim = services().simulations.get(actor, chosen)
     main, side = st.columns([4, 1])
     with side:
-        st.metric("Version", f"v{sim.version}")
-        st.markdown(f"**Status:** {sim.status.value.title()}  \n"
-                    f"**Approval:** {'Approved' if sim.isApproved else 'Draft — not approved'}  \n"
-                    f"**Source:** {sim.sourceSystem or '–'}  \n"
-                    f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
-                    f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC")
+        simulation_summary(actor, sim)
     with main:
         frame_viewer(actor, sim)
+        # A toggle, not an expander: an expander's body runs (and renders a preview) even when closed.
+        if st.toggle("Snapshot of this frame", key="snapshot-open"):
+            spec = SnapshotSpec(frame_index=current_frame_index(sim), output=output_controls("snap"),
+                                overlays=overlay_controls("snap", approved=sim.isApproved))
+            st.image(services().visuals.render_snapshot(actor, sim.id, spec, preview=True), width="stretch")
+            if actor.can(Permission.IMAGING_EXPORT) and st.button("Save snapshot", type="primary",
+                                                                  icon=":material/save:"):
+                export_result(actor, services().visuals.export_snapshot(actor, sim.id, spec))
 except StudioError as exc:
     show_error(exc)

@@ -11,7 +11,7 @@ from core.domain import Role, SimulationType
 from tests.factories import make_clinic, new_frames
 
 APP = PROJECT_ROOT / "app.py"
-PAGES = ("pages/patients.py", "pages/simulation.py")
+PAGES = ("pages/patients.py", "pages/simulation.py", "pages/compare.py", "pages/gallery.py")
 
 
 @pytest.fixture
@@ -108,3 +108,41 @@ def test_the_frame_slider_changes_the_shown_frame(app_env, world):
     at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("last-"))).click().run()
     assert at.slider[0].value == 4
 
+
+
+def test_a_coordinator_builds_a_comparison_exports_it_and_finds_it_in_the_gallery(app_env, world, infra):
+    import numpy as np
+
+    from core.domain import AssetKind
+    from core.imaging import encode_png
+
+    photo = encode_png(np.full((90, 120, 3), 180, np.uint8))
+    blob = infra.store.put(photo.data)
+    infra.assets.insert_many(world.clinic.id, [infra.assets.new_document(
+        world.clinic.id, patient_id=world.patient.id, kind=AssetKind.PHOTO, content_type="image/png",
+        size=blob.size, sha256=blob.sha256, created_by=world.users[Role.COORDINATOR].id, width=120, height=90,
+        label="Frontal smile")])
+
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    before = next(s for s in at.selectbox if s.label == "Before")
+    before.select(before.options[1]).run()  # the gallery photo
+    assert not at.exception
+    at.get("button_group")[0].set_value("split").run()
+    at.slider(key=next(s.key for s in at.slider if s.key.startswith("divider-"))).set_value(0.3).run()
+    assert not at.exception and not at.error
+    at.button(key="save-cmp").click().run()
+    assert not at.exception and not at.error
+    assert "Saved to the patient's gallery" in at.success[0].value
+    export = infra.db.simulation_exports.find_one({})
+    assert export["exportType"] == "COMPARISON"
+    assert export["settings"]["spec"]["layout"]["layout"] == "split"
+    assert export["settings"]["spec"]["layout"]["divider"] == 0.3
+
+    at.switch_page("pages/gallery.py").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "v1" in captions and "approved" in captions
+    labels = [m.value for m in at.markdown]
+    assert any("Comparison · split" in label for label in labels)

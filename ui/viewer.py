@@ -37,16 +37,32 @@ def _renditions_status(actor: Actor, sim: TreatmentSimulation) -> None:
     poll()
 
 
+def _view_key(sim: TreatmentSimulation) -> str:
+    return f"view-{sim.id}"
+
+
+def _frame_key(sim: TreatmentSimulation, view: str) -> str:
+    return f"frame-{sim.id}-{view}"
+
+
+def current_frame_index(sim: TreatmentSimulation) -> int:
+    """The index (into `sim.frames`) of the frame the viewer shows now."""
+    view = st.session_state.get(_view_key(sim)) or sim.views[0]
+    frames = sim.frames_for_view(view)
+    position = min(st.session_state.get(_frame_key(sim, view), 0), len(frames) - 1)
+    return frames[position].index
+
+
 def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     if sim.renditions is not RenditionState.READY:
         _renditions_status(actor, sim)
     views = sim.views
     view = views[0]
     if len(views) > 1:
-        view = st.segmented_control("View", views, default=views[0], key=f"view-{sim.id}",
+        view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
                                     format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
     frames = sim.frames_for_view(view)
-    key = f"frame-{sim.id}-{view}"
+    key = _frame_key(sim, view)
     play_key = f"playing-{sim.id}"
     st.session_state.setdefault(key, 0)
     st.session_state.setdefault(play_key, False)

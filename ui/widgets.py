@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import Patient
+from core.domain import Patient, TreatmentSimulation
 from core.permissions import Actor
 from core.services.patients import SimulationSeries
-from ui.context import PATIENT_KEY, services
+from ui.context import PATIENT_KEY, SIMULATION_KEY, services
 
 
 def patient_picker(actor: Actor) -> Patient | None:
@@ -53,3 +53,42 @@ def series_table(series: SimulationSeries) -> str | None:
         return ids[0]
     return st.selectbox("Version", ids, index=ids.index(default.id), format_func=labels.__getitem__,
                         key=f"version-{default.id}")
+
+
+def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulation") -> TreatmentSimulation | None:
+    """Select one of the patient's simulation versions (remembered across pages)."""
+    overview = services().patients.overview(actor, patient.id)
+    versions = {v.id: v for series in overview.series for v in series.versions}
+    if not versions:
+        st.info("This patient has no simulations yet.")
+        return None
+    ids = list(versions)
+    current = st.session_state.get(SIMULATION_KEY)
+    chosen = st.selectbox(
+        label, ids, index=ids.index(current) if current in ids else 0,
+        format_func=lambda i: f"{versions[i].name} · v{versions[i].version} · {versions[i].status.value.lower()}"
+                              f"{' · approved' if versions[i].isApproved else ' · draft'}",
+    )
+    st.session_state[SIMULATION_KEY] = chosen
+    return services().simulations.get(actor, chosen)
+
+
+def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
+    """Side panel: version, status, approval, source, treatment, scan and the series' versions."""
+    context = services().simulations.context(actor, sim)
+    st.metric("Version", f"v{sim.version}", help="Versions of one series share patient, treatment and type.")
+    approval = (f"Approved {sim.approvedAt:%d %b %Y}" if sim.isApproved and sim.approvedAt
+                else "Approved" if sim.isApproved else "Draft — not approved")
+    st.markdown(
+        f"**Status:** {sim.status.value.title()}  \n**Approval:** {approval}  \n"
+        f"**Source:** {sim.sourceSystem or '–'}{f' · {sim.sourceId}' if sim.sourceId else ''}  \n"
+        f"**Treatment:** {context.treatment.name if context.treatment else '–'}  \n"
+        f"**Scan:** {sim.scanId or 'not linked'}  \n"
+        f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
+        f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC"
+    )
+    st.markdown("**Versions**")
+    for version in context.versions:
+        marker = "▶ " if version.id == sim.id else ""
+        st.caption(f"{marker}v{version.version} · {version.status.value.lower()} · "
+                   f"{'approved' if version.isApproved else 'draft'} · {version.createdAt:%Y-%m-%d}")

@@ -1,5 +1,6 @@
 """Repositories: the only code that touches MongoDB collections. Every method is clinic-scoped."""
 
+from core.repositories.alignments import AlignmentRepository
 from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
 from core.repositories.exports import ExportRepository
@@ -20,9 +21,11 @@ ALL_REPOSITORIES = (
     ExportRepository,
     AssetRepository,
     AuditRepository,
+    AlignmentRepository,
 )
 
 __all__ = [
+    "AlignmentRepository",
     "ALL_REPOSITORIES",
     "AssetRepository",
     "AuditRepository",

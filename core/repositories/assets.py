@@ -30,6 +30,7 @@ def _from_doc(doc: dict[str, Any]) -> ImagingAsset:
         simulationId=opt_str(doc.get("simulationId")),
         exportId=opt_str(doc.get("exportId")),
         tags=tuple(doc.get("tags", ())),
+        details=dict(doc.get("details") or {}),
         createdAt=doc["createdAt"],
         createdBy=str(doc["createdBy"]),
     )
@@ -66,6 +67,8 @@ class AssetRepository(Repository):
         simulation_id: str | None = None,
         tags: Iterable[str] = (),
         asset_id: ObjectId | None = None,
+        export_id: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A document ready for `insert_many` (callers batch the frames of one import)."""
         return {
@@ -80,8 +83,9 @@ class AssetRepository(Repository):
             "height": height,
             "label": label,
             "simulationId": opt_oid(simulation_id),
-            "exportId": None,
+            "exportId": opt_oid(export_id),
             "tags": list(tags),
+            "details": dict(details or {}),
             "createdAt": utcnow(),
             "createdBy": to_oid(created_by, "user"),
         }

@@ -6,6 +6,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from core.domain import ExportType, FrameRange, SimulationExport
@@ -59,14 +60,19 @@ class ExportRepository(Repository):
         name: str | None = None,
         before_image_id: str | None = None,
         urls: dict[str, str] | None = None,
+        request_key: str | None = None,
+        export_id: str | None = None,
+        session: ClientSession | None = None,
     ) -> SimulationExport:
+        """Insert an export. With `request_key`, a second identical request raises DuplicateKeyError."""
         unknown = set(urls or {}) - set(_URL_FIELDS)
         if unknown:
             raise ValueError(f"unknown URL fields {sorted(unknown)}")
         doc = {
-            "_id": ObjectId(),
+            "_id": to_oid(export_id) if export_id else ObjectId(),
             "clinicId": to_oid(clinic_id, "clinic"),
             "simulationId": to_oid(simulation_id, "simulation"),
+            "requestKey": request_key,
             "exportType": export_type.value,
             "name": name,
             "settings": settings,
@@ -76,8 +82,16 @@ class ExportRepository(Repository):
             "createdBy": to_oid(created_by, "user"),
             **{f: (urls or {}).get(f) for f in _URL_FIELDS},
         }
-        self._col.insert_one(doc)
+        self._col.insert_one(doc, session=session)
         return _from_doc(doc)
+
+    def find_by_request_key(self, clinic_id: str, request_key: str) -> SimulationExport | None:
+        doc = self._col.find_one(self._scope(clinic_id, requestKey=request_key))
+        return _from_doc(doc) if doc else None
+
+    def list_by_ids(self, clinic_id: str, export_ids: list[str]) -> list[SimulationExport]:
+        query = self._scope(clinic_id, _id={"$in": [to_oid(e, "export") for e in export_ids]})
+        return [_from_doc(d) for d in self._col.find(query)]
 
     def get(self, clinic_id: str, export_id: str) -> SimulationExport:
         return _from_doc(self._find_one(clinic_id, export_id))

@@ -9,6 +9,7 @@ from core.infra import Infrastructure, build_infrastructure
 from core.services.patients import PatientService
 from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
+from core.services.visuals import VisualService
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Services:
     sessions: SessionService
     patients: PatientService
     simulations: SimulationService
+    visuals: VisualService
 
 
 def build_services(settings: Settings) -> Services:
@@ -31,4 +33,5 @@ def services_for(infra: Infrastructure) -> Services:
         sessions=SessionService(infra),
         patients=PatientService(infra),
         simulations=SimulationService(infra),
+        visuals=VisualService(infra),
     )

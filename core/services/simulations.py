@@ -17,6 +17,7 @@ from core.domain import (
     Permission,
     RenditionState,
     SimulationType,
+    Treatment,
     TreatmentSimulation,
 )
 from core.errors import NotFoundError, ServiceUnavailableError, ValidationError
@@ -40,6 +41,14 @@ class NewFrame:
     view: str
     image: EncodedImage
     label: str = ""
+
+
+@dataclass(frozen=True)
+class SimulationContext:
+    """What the side panel shows next to a version: its treatment and the series' versions."""
+
+    treatment: Treatment | None
+    versions: tuple[TreatmentSimulation, ...]  # newest first
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,14 @@ class SimulationService:
         if actor.approved_only and not sim.isApproved:
             raise NotFoundError("This simulation version is not approved yet; presenters see approved versions only.")
         return sim
+
+    def context(self, actor: Actor, sim: TreatmentSimulation) -> SimulationContext:
+        self.get(actor, sim.id)
+        treatment = self._infra.treatments.get(actor.clinic_id, sim.treatmentId) if sim.treatmentId else None
+        versions = [v for v in self._infra.simulations.list_for_patient(
+            actor.clinic_id, sim.patientId, include_archived=True, approved_only=actor.approved_only)
+            if v.series_key == sim.series_key]
+        return SimulationContext(treatment, tuple(sorted(versions, key=lambda v: v.version, reverse=True)))
 
     def frame_images(
         self, actor: Actor, sim: TreatmentSimulation, frames: Sequence[Frame], rendition: str = "display"

@@ -1,0 +1,42 @@
+"""A patient's imaging gallery: photos, scans and produced exports, with filters and downloads."""
+
+import streamlit as st
+
+from core.domain import AssetKind, Permission
+from core.errors import StudioError
+from core.services.visuals import GALLERY_KINDS, download_name
+from ui.context import require_actor, services, show_error
+from ui.widgets import patient_picker
+
+KIND_LABELS = {AssetKind.PHOTO: "Photos", AssetKind.SCAN: "Scans", AssetKind.EXPORT: "Exports"}
+
+actor = require_actor()
+st.title("Gallery")
+
+try:
+    patient = patient_picker(actor)
+    if patient is None:
+        st.stop()
+    kinds = st.pills("Show", list(GALLERY_KINDS), default=list(GALLERY_KINDS), selection_mode="multi",
+                     format_func=KIND_LABELS.__getitem__, key="gallery-kinds")
+    items = services().visuals.gallery(actor, patient.id, tuple(kinds or GALLERY_KINDS))
+    if not items:
+        st.info("Nothing in this patient's gallery matches the filter.")
+    for row in range(0, len(items), 4):
+        for col, item in zip(st.columns(4), items[row:row + 4], strict=False):
+            asset = item.asset
+            with col.container(border=True):
+                st.image(services().visuals.thumbnail(actor, asset.id), width="stretch")
+                st.markdown(f"**{asset.label or KIND_LABELS.get(asset.kind, asset.kind.value)}**")
+                facts = [f"{asset.width} × {asset.height}", f"{asset.createdAt:%Y-%m-%d}"]
+                if item.export:
+                    facts.append(f"v{asset.details.get('simulationVersion')}")
+                    facts.append("approved" if asset.details.get("approved") else "draft")
+                st.caption(" · ".join(facts))
+                if actor.can(Permission.IMAGING_EXPORT):
+                    st.download_button(
+                        "Download", data=lambda a=asset.id: services().visuals.download(actor, a)[0],
+                        file_name=download_name(asset), mime=asset.contentType, key=f"dl-{asset.id}",
+                        icon=":material/download:", on_click="ignore", width="stretch")
+except StudioError as exc:
+    show_error(exc)
