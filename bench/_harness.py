@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import Settings, load_settings  # noqa: E402
-from core.db import ensure_indexes  # noqa: E402
-from core.infra import build_infrastructure  # noqa: E402
-from core.launcher import free_port, start_mongo, start_redis  # noqa: E402
-from core.services import Services, services_for  # noqa: E402
+from core.config import Settings, load_settings
+from core.db import ensure_indexes
+from core.infra import build_infrastructure
+from core.launcher import free_port, start_mongo, start_redis
+from core.services import Services, services_for
 
 
 @contextmanager

@@ -53,7 +53,7 @@ def main() -> None:
         runs: list[float] = []
         original = ScriptRunner._run_script
 
-        def timed_run(self, rerun_data):  # noqa: ANN001, ANN202
+        def timed_run(self, rerun_data):
             start = time.perf_counter()
             try:
                 return original(self, rerun_data)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 from functools import cached_property
+from typing import TypeVar
 
 from pymongo.client_session import ClientSession
 from pymongo.database import Database

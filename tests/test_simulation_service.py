@@ -88,7 +88,7 @@ def test_a_failure_inside_the_transaction_rolls_back_the_version_too(services, i
     _create(services, world, name="v1")
     from core.repositories.assets import AssetRepository
 
-    def failing_insert_many(self, clinic_id, docs, *, session=None):  # noqa: ANN001, ANN202
+    def failing_insert_many(self, clinic_id, docs, *, session=None):
         raise RuntimeError("asset insert failed inside the transaction")
 
     monkeypatch.setattr(AssetRepository, "insert_many", failing_insert_many)

@@ -15,24 +15,23 @@ from core.imaging import decode_rgb, encode_png
 from core.imaging.align import Alignment
 from core.imaging.compose import ComparisonSpec
 from core.imaging.encode import read_dpi
-from core.imaging.overlays import OverlaySpec, apply_overlays
 from core.services.simulations import NewFrame
 from core.services.visuals import (
     BeforeRef,
     ComparisonRequest,
-    Overlays,
     OutputSpec,
+    Overlays,
     SnapshotSpec,
 )
 from tests.factories import make_clinic, new_frames
 
 
 @pytest.fixture
-def world(infra):  # noqa: ANN001, ANN201
+def world(infra):
     return make_clinic(infra)
 
 
-def _sim(services, world, *, views=("front",), stages=4, approved=False):  # noqa: ANN001, ANN202
+def _sim(services, world, *, views=("front",), stages=4, approved=False):
     frames = [NewFrame(f.stage, view, f.image, f.label) for view in views for f in new_frames(stages, size=(160, 90))]
     sim = services.simulations.create_version(
         world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,

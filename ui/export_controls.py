@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.imaging.sizes import PRINT_SIZES, SCREEN_SIZES
 from core.permissions import Actor
-from core.services.visuals import PATIENT_TEXT, ExportResult, Overlays, OutputSpec, download_name
+from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays, download_name
 from ui.context import services
 
 SIZE_LABELS = {**{k: s.label for k, s in SCREEN_SIZES.items()},

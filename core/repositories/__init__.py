@@ -25,8 +25,8 @@ ALL_REPOSITORIES = (
 )
 
 __all__ = [
-    "AlignmentRepository",
     "ALL_REPOSITORIES",
+    "AlignmentRepository",
     "AssetRepository",
     "AuditRepository",
     "ClinicRepository",
