@@ -50,6 +50,10 @@ else:
             st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
             st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),
         ]
+    if actor.can(Permission.IMAGING_APPROVE):
+        pages.append(st.Page("pages/review.py", title="Review", icon=":material/fact_check:"))
+    if actor.can(Permission.IMAGING_CAPTURE):
+        pages.append(st.Page("pages/imports.py", title="Import", icon=":material/upload_file:"))
     if not pages:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()

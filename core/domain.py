@@ -307,3 +307,71 @@ class AuditEvent:
     patientId: str | None = None
     simulationId: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class ImportSource(CoerciveEnum):
+    FILES = "files"  # PNG/JPEG/WebP screenshots or one ZIP of them
+    RECORDING = "recording"  # MP4/MOV/WebM screen recording
+    ITERO = "itero"  # iTero / OrthoCAD export folder or ZIP
+    STAGED_3D = "staged-3d"  # one STL/PLY/OBJ per arch per stage
+
+
+class ImportState(CoerciveEnum):
+    QUEUED = "QUEUED"  # uploaded, analysis queued
+    ANALYZING = "ANALYZING"
+    PREVIEW = "PREVIEW"  # candidates ready for the user to order / trim / accept
+    UNMATCHED = "UNMATCHED"  # from a watch folder: no unique patient match, waits for a coordinator
+    IMPORTING = "IMPORTING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An uploaded file kept (under its SHA-256) until the import ends. `name` stays in the database."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ImportCandidate:
+    """A frame the analysis proposes; the user may reorder or drop it before importing."""
+
+    key: str
+    stage: int
+    view: str
+    sha256: str  # staged PNG of the frame (metadata-free)
+    thumbSha256: str
+    width: int
+    height: int
+    label: str = ""
+    include: bool = True
+
+
+@dataclass(frozen=True)
+class SimulationImport:
+    id: str
+    clinicId: str
+    source: ImportSource
+    state: ImportState
+    createdAt: datetime
+    updatedAt: datetime
+    createdBy: str
+    patientId: str | None = None
+    treatmentId: str | None = None
+    simulationType: SimulationType = SimulationType.ALIGNER
+    name: str = ""
+    seriesOf: str | None = None
+    files: tuple[StagedFile, ...] = ()
+    candidates: tuple[ImportCandidate, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    progress: int = 0
+    step: str = ""
+    error: str | None = None
+    simulationId: str | None = None
+    integrationId: str | None = None
+    revision: int = 0

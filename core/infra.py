@@ -20,6 +20,7 @@ from core.repositories import (
     AuditRepository,
     ClinicRepository,
     ExportRepository,
+    ImportRepository,
     PatientRepository,
     SimulationRepository,
     TreatmentRepository,
@@ -85,6 +86,10 @@ class Infrastructure:
     @cached_property
     def alignments(self) -> AlignmentRepository:
         return AlignmentRepository(self.db)
+
+    @cached_property
+    def imports(self) -> ImportRepository:
+        return ImportRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

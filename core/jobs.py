@@ -37,6 +37,18 @@ def make_renditions(clinic_id: str, simulation_id: str) -> int:
     return sim.frameCount
 
 
+def analyze_import(clinic_id: str, import_id: str) -> str:
+    """Read and check an import's files and propose its frames (state PREVIEW or FAILED)."""
+    record = services().imports.analyze(clinic_id, import_id, progress=_report)
+    return record.state.value
+
+
+def commit_import(clinic_id: str, import_id: str) -> str:
+    """Create the simulation version from an accepted preview (state DONE or FAILED)."""
+    record = services().imports.commit(clinic_id, import_id, progress=_report)
+    return record.state.value
+
+
 def render_demo_simulation(clinic_id: str, patient_id: str, treatment_id: str, index: str, profile: str) -> int:
     """Render one demo simulation's versions as the clinic's coordinator (first-start seeding)."""
     from core.demo.seed import render_demo_simulation as render

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: Per-kind job settings: queue, timeout (seconds) and retries. Never rely on RQ's 180 s default.
 JOB_KINDS: dict[str, dict[str, Any]] = {
     "renditions": {"queue": "renditions", "timeout": 600, "retry": Retry(max=3, interval=[5, 15, 60])},
+    "imports": {"queue": "imports", "timeout": 3600, "retry": Retry(max=2, interval=[10, 30])},
     "demo": {"queue": "imports", "timeout": 1800, "retry": Retry(max=2, interval=[10, 30])},
     "ping": {"queue": "interactive", "timeout": 30, "retry": None},
 }

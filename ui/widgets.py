@@ -87,6 +87,8 @@ def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
         f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
         f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC"
     )
+    for when, who, comment in services().review.change_requests(actor, sim.id):
+        st.warning(f"Changes requested by {who} ({when}): {comment}", icon=":material/edit_note:")
     st.markdown("**Versions**")
     for version in context.versions:
         marker = "▶ " if version.id == sim.id else ""

@@ -39,6 +39,7 @@ class DemoSimulation:
     views: tuple[str, ...]
     versions: int = 1  # >1: older versions end up SUPERSEDED
     source_system: str = "ClinCheck"
+    approved: bool = False  # the latest version is approved by the clinic's doctor
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,11 @@ ALL_VIEWS = ("front", "left", "right", "upper", "lower")
 
 
 def _aligner(name: str, stages: int, views: tuple[str, ...] = ("front", "upper"), *,
-             versions: int = 1, source: str = "ClinCheck") -> DemoSimulation:
-    return DemoSimulation(name, SimulationType.ALIGNER, stages, views, versions, source)
+             versions: int = 1, source: str = "ClinCheck", approved: bool = False) -> DemoSimulation:
+    return DemoSimulation(name, SimulationType.ALIGNER, stages, views, versions, source, approved)
 
 
-_SMILE = DemoSimulation("Smile design", SimulationType.SMILE_DESIGN, 2, ("smile",), 1, "Smile design photos")
+_SMILE = DemoSimulation("Smile design", SimulationType.SMILE_DESIGN, 2, ("smile",), 1, "Smile design photos", True)
 
 
 def demo_plan(profile: Profile = "full") -> tuple[DemoClinic, ...]:
@@ -99,7 +100,7 @@ def demo_plan(profile: Profile = "full") -> tuple[DemoClinic, ...]:
     a = DemoClinic("Brightside Orthodontics", "brightside", (
         DemoPatient("Maya", "Okafor", date(2009, 4, 17), "BO-1001", "Comprehensive aligner therapy", 40, 20,
                     "Moderate upper and lower crowding; IPR 0.3 mm at 3-4.", 11, 1.3,
-                    (_aligner("ClinCheck upper & lower", stages(40), views(ALL_VIEWS), versions=2), _SMILE)),
+                    (_aligner("ClinCheck upper & lower", stages(40), views(ALL_VIEWS), versions=2, approved=True), _SMILE)),
         DemoPatient("Lucas", "Brennan", date(1994, 9, 2), "BO-1002", "Adult aligner therapy", 28, 14,
                     "Relapse after braces as a teen; lower incisor crowding.", 23, 0.9,
                     (_aligner("ClinCheck lower relapse", stages(28), views(("front", "lower"))),)),
@@ -109,7 +110,7 @@ def demo_plan(profile: Profile = "full") -> tuple[DemoClinic, ...]:
                      _aligner("ClinCheck final plan", stages(34), views(("front", "upper")), versions=3))),
         DemoPatient("Noah", "Lindqvist", date(2007, 6, 8), "BO-1004", "Aligners with elastics", 22, 12,
                     "Mild spacing and crowding; class II elastics.", 41, 0.7,
-                    (_aligner("ClinCheck v1", stages(22)),)),
+                    (_aligner("ClinCheck v1", stages(22), approved=True),)),
         DemoPatient("Amara", "Haddad", date(1988, 11, 23), "BO-1005", "Limited anterior alignment", 20, 9,
                     "Cosmetic anterior alignment before veneers.", 53, 0.8,
                     (_aligner("Anterior alignment", stages(20), views(("front",)), source="3Shape"), _SMILE)),
@@ -120,7 +121,7 @@ def demo_plan(profile: Profile = "full") -> tuple[DemoClinic, ...]:
     b = DemoClinic("Lakeview Smiles", "lakeview", (
         DemoPatient("Grace", "Nakamura", date(2008, 8, 5), "LV-2001", "Aligner therapy", 30, 15,
                     "Crowding and a deep bite.", 71, 1.2,
-                    (_aligner("ClinCheck initial", stages(30), views(("front",)), versions=2),)),
+                    (_aligner("ClinCheck initial", stages(30), views(("front",)), versions=2, approved=True),)),
         DemoPatient("Diego", "Alvarez", date(1999, 12, 19), "LV-2002", "Adult aligner therapy", 24, 12,
                     "Lower crowding.", 83, 1.0, (_aligner("ClinCheck", stages(24), views(("front",))),)),
         DemoPatient("Hannah", "Schultz", date(2012, 5, 30), "LV-2003", "Phase I expansion", 20, 10,
@@ -217,12 +218,15 @@ def render_demo_simulation(services: Services, actor: Actor, patient_id: str, tr
                 frames.append(NewFrame(stage, "smile", encode_jpeg(rgb, quality=92),
                                        "Before" if stage == 0 else "Predicted"))
         else:
+            # Older drafts are kept to the first view: they exist to show versioning, and first-start
+            # seeding should finish within a couple of minutes on two cores.
+            views = plan.views if version == plan.versions else plan.views[:1]
             for stage in range(plan.stages):
-                for view in plan.views:
+                for view in views:
                     rgb = render_stage(case, stage, plan.stages, view, size.frame)
                     frames.append(NewFrame(stage, view, encode_png(rgb, compression=1), f"Stage {stage}"))
         name = plan.name if version == plan.versions else f"{plan.name} (draft {version})"
-        services.simulations.create_version(
+        sim = services.simulations.create_version(
             actor, patient_id=patient_id, treatment_id=treatment_id, simulation_type=plan.simulation_type,
             name=name, frames=frames, source_system=plan.source_system,
             source_id=f"DEMO-{chart}-{index}-v{version}",
@@ -230,4 +234,7 @@ def render_demo_simulation(services: Services, actor: Actor, patient_id: str, tr
                       "alignerCount": plan_patient.aligners},
         )
         created += 1
+        if plan.approved and version == plan.versions:
+            doctor = next(u for u in services.infra.users.list(actor.clinic_id) if u.role is Role.DOCTOR)
+            services.review.approve(Actor(doctor), sim.id)
     return created

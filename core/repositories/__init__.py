@@ -4,6 +4,7 @@ from core.repositories.alignments import AlignmentRepository
 from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
 from core.repositories.exports import ExportRepository
+from core.repositories.imports import ImportRepository
 from core.repositories.people import (
     ClinicRepository,
     PatientRepository,
@@ -22,6 +23,7 @@ ALL_REPOSITORIES = (
     AssetRepository,
     AuditRepository,
     AlignmentRepository,
+    ImportRepository,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "AuditRepository",
     "ClinicRepository",
     "ExportRepository",
+    "ImportRepository",
     "PatientRepository",
     "SimulationRepository",
     "TreatmentRepository",

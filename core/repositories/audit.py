@@ -51,6 +51,7 @@ class AuditRepository(Repository):
                 IndexModel([("clinicId", ASCENDING), ("seq", ASCENDING)], unique=True),
                 IndexModel([("clinicId", ASCENDING), ("at", DESCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("at", DESCENDING)]),
+                IndexModel([("clinicId", ASCENDING), ("simulationId", ASCENDING), ("action", ASCENDING)]),
             ]
         )
 
@@ -100,6 +101,10 @@ class AuditRepository(Repository):
             except DuplicateKeyError:
                 continue  # another event took this sequence number; chain onto it
         raise ConflictError("The audit trail is busy; try again.")
+
+    def for_simulation(self, clinic_id: str, simulation_id: str, *, action: str) -> list[AuditEvent]:
+        query = self._scope(clinic_id, simulationId=to_oid(simulation_id, "simulation"), action=action)
+        return [_from_doc(d) for d in self._col.find(query).sort("seq", DESCENDING)]
 
     def list(self, clinic_id: str, *, limit: int = 200) -> list[AuditEvent]:
         cursor = self._col.find(self._scope(clinic_id)).sort("seq", DESCENDING).limit(limit)

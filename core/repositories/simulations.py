@@ -67,6 +67,7 @@ class SimulationRepository(Repository):
                 IndexModel([("clinicId", ASCENDING), ("status", ASCENDING), ("isApproved", ASCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("scanId", ASCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("renditions", ASCENDING)]),
+                IndexModel([("clinicId", ASCENDING), ("metadata.importId", ASCENDING)]),
                 # Only one ACTIVE version per series: the final guard against racing imports.
                 IndexModel(
                     series,
@@ -99,9 +100,39 @@ class SimulationRepository(Repository):
         cursor = self._col.find(query, projection={"frames": 0}).sort("createdAt", DESCENDING)
         return [_from_doc(d) for d in cursor]
 
+    def set_approval(self, clinic_id: str, simulation_id: str, *, approved: bool, user_id: str | None,
+                     expected_revision: int) -> TreatmentSimulation:
+        """Approve or revoke exactly this version, only while it is ACTIVE and unchanged (revision guard)."""
+        now = utcnow()
+        doc = self._col.find_one_and_update(
+            self._scope(clinic_id, _id=to_oid(simulation_id, "simulation"), revision=expected_revision,
+                        status=SimulationStatus.ACTIVE.value),
+            {"$set": {"isApproved": approved, "approvedAt": now if approved else None,
+                      "approvedBy": to_oid(user_id, "user") if approved and user_id else None, "updatedAt": now},
+             "$inc": {"revision": 1}},
+            return_document=ReturnDocument.AFTER)
+        if doc is None:
+            current = self.get(clinic_id, simulation_id)
+            if current.status is not SimulationStatus.ACTIVE:
+                raise ConflictError(f"Version {current.version} is {current.status.value.lower()}; only the active "
+                                    "version of a series can be approved or revoked.")
+            raise ConflictError("This version changed while you were looking at it; reload and try again.")
+        return _from_doc(doc)
+
+    def awaiting_approval(self, clinic_id: str) -> list[TreatmentSimulation]:
+        """Active, unapproved versions of the clinic, oldest first."""
+        query = self._scope(clinic_id, status=SimulationStatus.ACTIVE.value, isApproved=False)
+        cursor = self._col.find(query, projection={"frames": 0}).sort("createdAt", ASCENDING)
+        return [_from_doc(d) for d in cursor]
+
     def pending_renditions(self, clinic_id: str) -> list[str]:
         query = self._scope(clinic_id, renditions=RenditionState.PENDING.value)
         return [str(d["_id"]) for d in self._col.find(query, projection={"_id": 1})]
+
+    def find_by_import(self, clinic_id: str, import_id: str) -> str | None:
+        """The version an import created, if any (makes a retried import job idempotent)."""
+        doc = self._col.find_one(self._scope(clinic_id, **{"metadata.importId": import_id}), projection={"_id": 1})
+        return str(doc["_id"]) if doc else None
 
     def count_for_clinic(self, clinic_id: str) -> int:
         return self._col.count_documents(self._scope(clinic_id))

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
+from core.services.imports import ImportService
 from core.services.patients import PatientService
+from core.services.review import ReviewService
 from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
 from core.services.visuals import VisualService
@@ -21,6 +23,8 @@ class Services:
     patients: PatientService
     simulations: SimulationService
     visuals: VisualService
+    imports: ImportService
+    review: ReviewService
 
 
 def build_services(settings: Settings) -> Services:
@@ -28,10 +32,13 @@ def build_services(settings: Settings) -> Services:
 
 
 def services_for(infra: Infrastructure) -> Services:
+    simulations = SimulationService(infra)
     return Services(
         infra=infra,
         sessions=SessionService(infra),
         patients=PatientService(infra),
-        simulations=SimulationService(infra),
+        simulations=simulations,
         visuals=VisualService(infra),
+        imports=ImportService(infra, simulations),
+        review=ReviewService(infra),
     )

@@ -20,7 +20,7 @@ from core.domain import (
     Treatment,
     TreatmentSimulation,
 )
-from core.errors import NotFoundError, ServiceUnavailableError, ValidationError
+from core.errors import ConflictError, NotFoundError, ServiceUnavailableError, ValidationError
 from core.imaging import DISPLAY_SIZE, THUMB_SIZE, EncodedImage, decode_rgb, make_rendition
 from core.infra import Infrastructure
 from core.permissions import Actor
@@ -57,8 +57,8 @@ class RenditionProgress:
     percent: int
 
 
-def renditions_job_id(simulation_id: str, revision: int) -> str:
-    return f"renditions-{simulation_id}-r{revision}"
+def renditions_job_id(simulation_id: str) -> str:
+    return f"renditions-{simulation_id}"
 
 
 def _derived_oid(*parts: str) -> ObjectId:
@@ -86,6 +86,26 @@ class SimulationService:
             actor.clinic_id, sim.patientId, include_archived=True, approved_only=actor.approved_only)
             if v.series_key == sim.series_key]
         return SimulationContext(treatment, tuple(sorted(versions, key=lambda v: v.version, reverse=True)))
+
+    @staticmethod
+    def differences(before: TreatmentSimulation, after: TreatmentSimulation) -> list[str]:
+        """What changed between two versions of a series, in words a doctor reads."""
+        lines = []
+        if before.name != after.name:
+            lines.append(f"Renamed from “{before.name}” to “{after.name}”")
+        if before.stage_count != after.stage_count:
+            lines.append(f"Stages: {before.stage_count} → {after.stage_count}")
+        if before.views != after.views:
+            lines.append(f"Views: {', '.join(before.views)} → {', '.join(after.views)}")
+        if before.sourceSystem != after.sourceSystem:
+            lines.append(f"Source: {before.sourceSystem or '–'} → {after.sourceSystem or '–'}")
+        if before.scanId != after.scanId:
+            lines.append("Linked scan changed")
+        for key in sorted(set(before.metadata) | set(after.metadata)):
+            if key in ("importId", "demo") or before.metadata.get(key) == after.metadata.get(key):
+                continue
+            lines.append(f"{key}: {before.metadata.get(key, '–')} → {after.metadata.get(key, '–')}")
+        return lines or ["New frames with the same stages and views"]
 
     def frame_images(
         self, actor: Actor, sim: TreatmentSimulation, frames: Sequence[Frame], rendition: str = "display"
@@ -121,10 +141,13 @@ class SimulationService:
         source_id: str | None = None,
         scan_id: str | None = None,
         queue_renditions: bool = True,
+        extra_assets: Sequence[dict[str, Any]] = (),
     ) -> TreatmentSimulation:
         """Store the frames and add them as the next ACTIVE version of the series, atomically.
 
         On any failure nothing remains: no version, no asset records, no unreferenced files.
+        `extra_assets` (documents from `AssetRepository.new_document`, e.g. the source recording or
+        scan files of an import) are inserted in the same transaction.
         """
         actor.require(Permission.IMAGING_CAPTURE)
         clinic_id = actor.clinic_id
@@ -159,7 +182,7 @@ class SimulationService:
                 )
 
             def insert_assets(session: ClientSession) -> None:
-                self._infra.assets.insert_many(clinic_id, asset_docs, session=session)
+                self._infra.assets.insert_many(clinic_id, [*asset_docs, *extra_assets], session=session)
 
             sim = self._infra.simulations.insert_version(
                 clinic_id, patient_id=patient.id, treatment_id=treatment_id,
@@ -210,7 +233,7 @@ class SimulationService:
             return sim.renditions
         try:
             enqueue(self._infra.redis, "renditions", make_renditions, clinic_id, simulation_id,
-                    job_id=renditions_job_id(simulation_id, sim.revision))
+                    job_id=renditions_job_id(simulation_id))
         except ServiceUnavailableError:
             log.warning("renditions of simulation %s left pending: Redis unreachable", simulation_id)
             return RenditionState.PENDING
@@ -229,7 +252,7 @@ class SimulationService:
         state = sim.renditions
         if state in (RenditionState.QUEUED, RenditionState.RUNNING):
             # The job may have died with its worker: ask RQ, the one place that knows.
-            rq_state = job_state(self._infra.redis, renditions_job_id(sim.id, sim.revision))
+            rq_state = job_state(self._infra.redis, renditions_job_id(sim.id))
             if rq_state is None or rq_state is RenditionState.FAILED:
                 state = RenditionState.FAILED if rq_state else RenditionState.PENDING
         return RenditionProgress(state, 100 if state is RenditionState.READY else percent)
@@ -265,9 +288,16 @@ class SimulationService:
             if progress and (n % 5 == 0 or n == len(sim.frames)):
                 progress(round(100 * n / len(sim.frames)), f"frame {n} of {len(sim.frames)}")
         self._infra.assets.upsert_many(clinic_id, docs)
-        return self._infra.simulations.set_renditions(
-            clinic_id, sim.id, state=RenditionState.READY, frames=updated, expected_revision=sim.revision
-        )
+        for _ in range(5):
+            try:
+                return self._infra.simulations.set_renditions(
+                    clinic_id, sim.id, state=RenditionState.READY, frames=updated, expected_revision=sim.revision)
+            except ConflictError:
+                # Something else changed the version (e.g. an approval); fine while its frames did not.
+                sim = self._infra.simulations.get(clinic_id, simulation_id)
+                if [f.assetId for f in sim.frames] != [f.assetId for f in updated]:
+                    raise
+        raise ConflictError("The simulation kept changing while its display frames were saved; retrying.")
 
     def reconcile_renditions(self, clinic_id: str) -> int:
         """Queue renditions of versions left PENDING (e.g. Redis was down). Returns how many."""
