@@ -126,7 +126,8 @@ def extract_zip(
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
                 except OSError as error:
                     raise ValidationError(
-                        f"{_shown(name)} from the ZIP could not be written ({_short(error)}); extract into an empty folder."
+                        f"{_shown(name)} from the ZIP could not be written ({_short(error)}); "
+                        "extract into an empty folder."
                     ) from error
                 created.append(target)
                 with os.fdopen(fd, "wb") as out:
@@ -168,7 +169,9 @@ def check_member_name(raw: str) -> str:
             "Shorten the folder and file names."
         )
     if any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in raw):
-        raise ValidationError(f"The ZIP path {shown} contains control characters; rename the file and re-create the ZIP.")
+        raise ValidationError(
+            f"The ZIP path {shown} contains control characters; rename the file and re-create the ZIP."
+        )
     if "\\" in raw:
         raise ValidationError(f"The ZIP path {shown} contains a backslash; {_RECREATE} with a standard ZIP tool.")
     if raw.startswith("/") or _DRIVE.search(raw):
@@ -205,7 +208,9 @@ def _open_zip(source: Source, limits: ImportLimits) -> Iterator[tuple[zipfile.Zi
         try:
             archive = zipfile.ZipFile(fp)
         except _READ_ERRORS as error:
-            raise ValidationError(f"The file could not be read as a ZIP archive ({_short(error)}); re-create it.") from error
+            raise ValidationError(
+                f"The file could not be read as a ZIP archive ({_short(error)}); re-create it."
+            ) from error
         with archive:
             yield archive, size
     finally:
@@ -315,7 +320,9 @@ def _stream(
                     _refuse_nested(shown, head)
                 sink(chunk)
     except _READ_ERRORS as error:
-        raise ValidationError(f"{shown} in the ZIP could not be decompressed ({_short(error)}); {_RECREATE}.") from error
+        raise ValidationError(
+            f"{shown} in the ZIP could not be decompressed ({_short(error)}); {_RECREATE}."
+        ) from error
     return size
 
 

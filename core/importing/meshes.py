@@ -806,21 +806,6 @@ def _view_setups(frame: _Frame, reference: dict[str, Mesh], aspect: float) -> di
     return setups
 
 
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (smooth shading without VTK's normals filter, which would copy
-    and re-split the mesh; bincount is much faster than np.add.at)."""
-    v = vertices.astype(np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    face_normals = np.cross(b - a, c - a)  # length = 2 × area: the weighting we want
-    normals = np.empty_like(v)
-    flat = faces.reshape(-1)
-    for axis in range(3):
-        normals[:, axis] = np.bincount(flat, weights=np.repeat(face_normals[:, axis], 3), minlength=len(v))
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals /= np.where(length > 0, length, 1.0)
-    return normals.astype(np.float32)
-
-
 def _import_pyvista() -> Any:
     problem = rendering_available()
     if problem is not None:
@@ -855,6 +840,7 @@ class StageRenderer:
         frame = _fit_frame(list(reference.values()))
         self._setups = _view_setups(frame, reference, spec.width / spec.height)
         self._plotter: Any = None
+        self._normals: Any = None
         self._polys: dict[str, Any] = {}
         self._actors: dict[str, Any] = {}
         self._shown: dict[str, Mesh | None] = {}
@@ -865,6 +851,18 @@ class StageRenderer:
 
     def _build_scene(self) -> None:
         pv = self._pv
+        from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
+
+        # Smooth vertex normals, split at creases sharper than 60° (the flat cut base of a model
+        # must not be shaded as if rounded). Exports are consistently wound, so skip the costly
+        # consistency pass; points are only appended where split, faces keep their order.
+        normals = vtkPolyDataNormals()
+        normals.SetFeatureAngle(60.0)
+        normals.SplittingOn()
+        normals.ConsistencyOff()
+        normals.AutoOrientNormalsOff()
+        normals.ComputeCellNormalsOff()
+        self._normals = normals
         factor = self.spec.ssaa
         plotter = pv.Plotter(off_screen=True, window_size=(self.spec.width * factor, self.spec.height * factor),
                              lighting="none")
@@ -877,11 +875,13 @@ class StageRenderer:
         plotter.set_background(BACKGROUND_BOTTOM, top=BACKGROUND_TOP)
         # Camera-attached key + fill + rim lights: every view is lit the same way, like a studio
         # setup moving with the camera (positions are in camera coordinates, +Z towards the viewer).
-        for position, intensity in (((0.45, 0.75, 1.0), 0.72),   # key: upper right, in front
-                                    ((-0.8, -0.1, 0.7), 0.34),   # fill: left, softer
-                                    ((0.0, -0.6, 1.0), 0.16),    # low front fill: lifts the shadows
-                                    ((0.0, 1.0, -0.6), 0.18)):   # rim from behind: separates edges
-            light = pv.Light(position=position, focal_point=(0, 0, 0), intensity=intensity, light_type="camera light")
+        # A warm key and a cool fill read as "studio" and model the crowns' curvature.
+        for position, intensity, color in (((0.45, 0.75, 1.0), 0.72, (1.0, 0.98, 0.95)),  # key: upper right
+                                           ((-0.8, -0.1, 0.7), 0.34, (0.88, 0.93, 1.0)),  # fill: left, softer
+                                           ((0.0, -0.6, 1.0), 0.16, (1.0, 1.0, 1.0)),  # low fill: lifts shadows
+                                           ((0.0, 1.0, -0.6), 0.18, (1.0, 1.0, 1.0))):  # rim: separates edges
+            light = pv.Light(position=position, focal_point=(0, 0, 0), intensity=intensity, light_type="camera light",
+                             color=color)
             light.positional = False
             plotter.add_light(light)
 
@@ -925,10 +925,10 @@ class StageRenderer:
                 continue
             # Replace the geometry of the existing vtkPolyData in place: actor, mapper and
             # material stay, only the buffers are re-uploaded.
-            fresh = pv.PolyData.from_regular_faces(mesh.vertices, mesh.faces)
-            fresh.point_data.set_array(_vertex_normals(mesh.vertices, mesh.faces), "Normals")
-            fresh.point_data.active_normals_name = "Normals"
-            self._polys[arch].shallow_copy(fresh)
+            normals = self._normals
+            normals.SetInputData(pv.PolyData.from_regular_faces(mesh.vertices, mesh.faces))
+            normals.Update()
+            self._polys[arch].ShallowCopy(normals.GetOutput())
             self._polys[arch].Modified()
             self._shown[arch] = mesh
 

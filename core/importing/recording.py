@@ -226,7 +226,9 @@ def _open(path: Path, kind: str) -> Iterator[av.container.InputContainer]:
     try:
         container = av.open(url, format=DEMUXERS[kind], options=options)
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise ValidationError(f"The recording could not be read as a video ({_av_reason(error)}); re-export it.") from error
+        raise ValidationError(
+            f"The recording could not be read as a video ({_av_reason(error)}); re-export it."
+        ) from error
     try:
         yield container
     finally:
@@ -366,7 +368,7 @@ def detect_stage_frames(
     if crop is not None:
         crop.check_fits(info.width, info.height)
     box = crop or CropBox(0, 0, info.width, info.height)
-    scan = _scan(path, info, box, min_hold_s, progress, threads)
+    scan = _scan(path, info=info, box=box, min_hold_s=min_hold_s, progress=progress, threads=threads)
     if len(scan.times) == 0:
         raise ValidationError("The recording has no frames that could be decoded; re-export it.")
     scores = np.asarray(scan.scores, np.float32)
@@ -378,7 +380,7 @@ def detect_stage_frames(
             "recording. Trim it to the stage walk-through, or crop to the 3D view so other movement is ignored."
         )
     chosen = _choose(scan, holds)
-    missing = sorted(middle for (start, end), middle in zip(holds, chosen, strict=True) if middle not in scan.candidates)
+    missing = sorted(index for index in chosen if index not in scan.candidates)
     fetched = _fetch(path, info, missing, threads) if missing else {}
     frames = {**scan.candidates, **fetched}
     result = []
@@ -402,6 +404,7 @@ def adaptive_threshold(scores: np.ndarray) -> float:
 
 def _scan(
     path: Path,
+    *,
     info: VideoInfo,
     box: CropBox,
     min_hold_s: float,

@@ -5,10 +5,13 @@ Everything here is fictional and drawn procedurally; no patient data is involved
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import struct
 from fractions import Fraction
 from pathlib import Path
+from xml.etree import ElementTree
 
 import av
 import cv2
@@ -162,3 +165,120 @@ def tiny_stl(*, offset: tuple[float, float, float] = (0.0, 0.0, 0.0), label: byt
         normal /= np.linalg.norm(normal)
         body += struct.pack("<12fH", *normal, *pa, *pb, *pc, 0)
     return bytes(body)
+
+
+# --- iTero exports --------------------------------------------------------------------------
+
+_ORDER_ID = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+_PENTA_SIZE = (1920, 1080)
+
+
+def make_itero_export(
+    folder: Path,
+    *,
+    order_id: str,
+    patient: tuple[str, str],
+    doctor: str,
+    stl: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a synthetic MyiTero export into `folder` (created if needed) and return the manifest's path.
+
+    Files: `itero_export_#<order>_v30.xml`, `Rx_<order>.html`, `gallery_#<order>.jpg`, five
+    `gallery_#<order>_penta_<view>_m.jpg` views (1920×1080, a different drawn arch per view) and
+    `itero_<order>_u.stl` / `_l.stl` (`stl` maps "upper"/"lower" to STL bytes; tiny valid shells
+    by default). `patient` is (last, first). Use fictional data only.
+    """
+    if not _ORDER_ID.match(order_id):
+        raise ValidationError("order_id must be 1–32 letters, digits or dashes.")
+    folder.mkdir(parents=True, exist_ok=True)
+    default_jaws = {"upper": tiny_stl(label=b"upper"), "lower": tiny_stl(offset=(0, 0, -12), label=b"lower")}
+    jaws = stl if stl is not None else default_jaws
+    if set(jaws) - {"upper", "lower"}:
+        raise ValidationError("stl keys must be 'upper' and/or 'lower'.")
+    gallery = f"gallery_#{order_id}.jpg"
+    penta = {view: f"gallery_#{order_id}_penta_{view}_m.jpg" for view in ("front", "left", "right", "upper", "lower")}
+    jaw_files = {arch: f"itero_{order_id}_{arch[0]}.stl" for arch in jaws}
+
+    (folder / gallery).write_bytes(_jpeg(_penta_picture("front", order_id, size=(1280, 720))))
+    for view, name in penta.items():
+        (folder / name).write_bytes(_jpeg(_penta_picture(view, order_id, size=_PENTA_SIZE)))
+    for arch, name in jaw_files.items():
+        (folder / name).write_bytes(jaws[arch])
+    (folder / f"Rx_{order_id}.html").write_text(_rx_html(order_id, patient, doctor), encoding="utf-8")
+
+    root = ElementTree.Element("iTeroExport", Version="3.0")
+    info = ElementTree.SubElement(root, "RxInfo")
+    fields = {
+        "OrderID": order_id,
+        "OrderCode": f"OC-{order_id}",
+        "CaseTypeName": "iRecord",
+        "Patient": f"{patient[0]}, {patient[1]}",
+        "Doctor": doctor,
+        "ExportTime": "2024-03-05T14:22:10",
+        "iTeroVersion": "2.1.0.412",
+    }
+    for tag, text in fields.items():
+        ElementTree.SubElement(info, tag).text = text
+    objects = ElementTree.SubElement(root, "ExportedObjects")
+    for name in (gallery, *penta.values()):
+        ElementTree.SubElement(objects, "Object", ObjectType="Image", SubType="Gallery", FileName=name)
+    for arch, name in jaw_files.items():
+        attributes = {"ObjectType": "Surface", "SubType": "Jaw", "JawId": arch.title(), "FileName": name}
+        ElementTree.SubElement(objects, "Object", attributes)
+    ElementTree.indent(root)
+    manifest = folder / f"itero_export_#{order_id}_v30.xml"
+    manifest.write_bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True))
+    return manifest
+
+
+def _penta_picture(view: str, order_id: str, *, size: tuple[int, int]) -> np.ndarray:
+    """A recognisable drawing per view: the arch seen from the front, a side, or occlusally."""
+    width, height = size
+    picture = np.full((height, width, 3), (30, 34, 40), np.uint8)
+    s = height / 1080
+    cx, cy = width // 2, height // 2
+    tooth, outline = (236, 232, 218), (120, 110, 95)
+    if view in ("upper", "lower"):
+        # Occlusal view: a U of teeth, opening down for the upper arch and up for the lower.
+        sign = 1 if view == "upper" else -1
+        for index in range(14):
+            angle = math.pi * index / 13
+            x = cx + round(420 * s * math.cos(angle))
+            y = cy - sign * round(330 * s * math.sin(angle)) + sign * round(160 * s)
+            cv2.circle(picture, (x, y), round(48 * s), tooth, -1, cv2.LINE_AA)
+            cv2.circle(picture, (x, y), round(48 * s), outline, max(1, round(3 * s)), cv2.LINE_AA)
+    else:
+        # Front or side view: two rows of teeth; the side views are offset and mirrored.
+        count = 10 if view == "front" else 7
+        shift = {"front": 0, "left": -220, "right": 220}[view] * s
+        for row, (y, h) in enumerate(((cy - round(120 * s), round(110 * s)), (cy + round(10 * s), round(95 * s)))):
+            for index in range(count):
+                x = round(cx + shift + (index - (count - 1) / 2) * 86 * s * (1 if view != "left" else -1))
+                w = round((40 - abs(index - (count - 1) / 2) * 2) * s)
+                center, axes = (x, y + h // 2), (w, h // 2)
+                cv2.ellipse(picture, center, axes, 0, 0, 360, tooth, -1, cv2.LINE_AA)
+                cv2.ellipse(picture, center, axes, 0, 0, 360, outline, max(1, round(3 * s)), cv2.LINE_AA)
+            if row == 0:
+                gum_left, gum_right = round(cx + shift - 500 * s), round(cx + shift + 500 * s)
+                cv2.line(picture, (gum_left, y - 8), (gum_right, y - 8), (160, 80, 90), 6)
+    cv2.putText(picture, f"{view} #{order_id}", (round(40 * s), round(80 * s)), cv2.FONT_HERSHEY_SIMPLEX,
+                2 * s, (255, 255, 255), max(1, round(3 * s)), cv2.LINE_AA)  # fmt: skip
+    return picture
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValidationError("JPEG encoding failed.")
+    return encoded.tobytes()
+
+
+def _rx_html(order_id: str, patient: tuple[str, str], doctor: str) -> str:
+    last, first = (html.escape(part) for part in patient)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Rx</title></head><body>\n"
+        f"<h1>Rx #{html.escape(order_id)}</h1>\n<table>\n"
+        f"<tr><th>Patient</th><td>{last}, {first}</td></tr>\n"
+        f"<tr><th>Doctor</th><td>{html.escape(doctor)}</td></tr>\n"
+        "<tr><th>Case type</th><td>iRecord</td></tr>\n</table>\n</body></html>\n"
+    )
