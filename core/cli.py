@@ -74,6 +74,45 @@ def cmd_simulations(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the same import service as the page, analysing and importing in this process."""
+    from pathlib import Path
+
+    from core.domain import ImportSource, ImportState, SimulationType
+    from core.services.imports import Upload
+
+    services = _services(settings)
+    actor = services.sessions.actor_by_email(args.as_user, args.clinic)
+    uploads = []
+    for raw in args.paths:
+        path = Path(raw)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if not files or not all(p.is_file() for p in files):
+            print(f"error: {raw} is not a file or a folder with files", file=sys.stderr)
+            return 1
+        base = path if path.is_dir() else path.parent
+        uploads += [Upload(str(p.relative_to(base)), p.read_bytes()) for p in files]
+    options = {"views": args.views.split(",")} if args.views else {}
+    record = services.imports.start(
+        actor, source=ImportSource.coerce(args.source), uploads=uploads, patient_id=args.patient,
+        treatment_id=args.treatment, simulation_type=SimulationType.coerce(args.type), name=args.name or "",
+        series_of=args.series, options=options, queue_analysis=False)
+    record = services.imports.analyze(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
+    if record.state is not ImportState.PREVIEW:
+        print(f"error: {record.error}", file=sys.stderr)
+        return 1
+    print(f"found {len(record.candidates)} frames")
+    services.imports.confirm(actor, record.id, order=[c.key for c in record.candidates], name=args.name,
+                             patient_id=args.patient or (record.metadata.get("patientMatch") or [None])[0])
+    done = services.imports.commit(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
+    if done.state is not ImportState.DONE:
+        print(f"error: {done.error}", file=sys.stderr)
+        return 1
+    sim = services.simulations.get(actor, done.simulationId or "")
+    print(f"imported simulation {sim.id} version {sim.version} ({sim.frameCount} frame{'' if sim.frameCount == 1 else 's'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     acting(sims)
     sims.add_argument("patient_id", metavar="PATIENT_ID")
     sims.set_defaults(func=cmd_simulations)
+    imp = sub.add_parser("import", help="import a simulation (files, recording, itero, staged-3d)")
+    acting(imp)
+    imp.add_argument("--patient", metavar="PATIENT_ID", help="required unless --series or an iTero match is used")
+    imp.add_argument("--treatment", metavar="ID")
+    imp.add_argument("--type", default="ALIGNER", help="ALIGNER, SMILE_DESIGN, BRACKET_PREVIEW, SUPERIMPOSITION, CUSTOM")
+    imp.add_argument("--source", required=True, choices=("files", "recording", "itero", "staged-3d"))
+    imp.add_argument("--series", metavar="SIMULATION_ID", help="import as a new version of this series")
+    imp.add_argument("--name", help="simulation name")
+    imp.add_argument("--views", help="staged-3d: comma-separated views (front,left,right,upper,lower)")
+    imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

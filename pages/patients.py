@@ -14,7 +14,7 @@ try:
     if patient is None:
         st.stop()
     overview = services().patients.overview(
-        actor, patient.id, include_archived=st.toggle("Show archived", value=False)
+        actor, patient.id, include_archived=st.toggle("Show archived", key="show-archived")
     )
 except StudioError as exc:
     show_error(exc)

@@ -7,6 +7,7 @@ from core.errors import StudioError
 from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
 from ui.export_controls import export_result, output_controls, overlay_controls
+from ui.manage import history, manage
 from ui.viewer import current_frame_index, frame_viewer
 from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
@@ -21,6 +22,10 @@ try:
     main, side = st.columns([4, 1])
     with side:
         simulation_summary(actor, sim)
+        with st.popover("Edit", icon=":material/edit:", width="stretch"):
+            manage(actor, sim)
+        with st.popover("History", icon=":material/history:", width="stretch"):
+            history(actor, sim)
     with main:
         frame_viewer(actor, sim)
         # A toggle, not an expander: an expander's body runs (and renders a preview) even when closed.

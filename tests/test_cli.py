@@ -44,3 +44,34 @@ def test_an_unknown_user_gets_a_clear_error(env, infra):
     result = _cli(env, "patients", "--as", "nobody@nowhere.test")
     assert result.returncode == 1
     assert "No user with e-mail nobody@nowhere.test" in result.stderr
+
+
+def test_import_creates_a_version_and_prints_its_id(env, services, infra, tmp_path):
+    from core.imaging import encode_png
+    from tests.factories import gradient_frame
+
+    world = make_clinic(infra)
+    for stage in (10, 2, 1):
+        (tmp_path / f"Stage {stage}.png").write_bytes(encode_png(gradient_frame(stage)).data)
+    result = _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id,
+                  "--source", "files", "--name", "CLI import", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "found 3 frames" in result.stdout and "version 1 (3 frames)" in result.stdout
+    sim_id = result.stdout.strip().splitlines()[-1].split()[2]
+    sim = services.simulations.get(world.actor(), sim_id)
+    assert [f.label for f in sim.frames] == ["Stage 1", "Stage 2", "Stage 10"]
+
+    again = _cli(env, "import", "--as", "coordinator@alpha.test", "--series", sim_id, "--source", "files",
+                 str(tmp_path / "Stage 1.png"))
+    assert again.returncode == 0, again.stderr
+    assert "version 2 (1 frame)" in again.stdout
+
+
+def test_import_of_a_bad_file_says_why(env, infra, tmp_path):
+    world = make_clinic(infra)
+    (tmp_path / "stage.png").write_text("not really a picture")
+    result = _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id,
+                  "--source", "files", str(tmp_path / "stage.png"))
+    assert result.returncode == 1
+    assert "not an image" in result.stderr
+    assert infra.db.simulations.count_documents({}) == 0

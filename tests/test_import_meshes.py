@@ -372,6 +372,23 @@ def test_occlusal_views_show_only_their_own_arch(renders: dict[str, list[dict[st
     assert _model_mask(upper_only["upper"], background).mean() > 0.10
 
 
+def test_tilted_and_shifted_exports_are_framed_the_same(rendering: None, stages: list[dict[str, Mesh]],
+                                                        background: np.ndarray) -> None:
+    # Cameras follow the arches' own occlusal plane and bounding box, not the file's origin.
+    angle = np.radians(12)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    tilted = {arch: Mesh((mesh.vertices @ rotation.T + np.array([25, -40, 12])).astype(np.float32), mesh.faces)
+              for arch, mesh in stages[0].items()}
+    spec = RenderSpec(width=W, height=H, ssaa=2)
+    with StageRenderer(spec, stages[0]) as renderer:
+        plain = renderer.render(stages[0])
+    with StageRenderer(spec, tilted) as renderer:
+        moved = renderer.render(tilted)
+    for view in CLINICAL_VIEWS:
+        a, b = _model_mask(plain[view], background), _model_mask(moved[view], background)
+        assert (a & b).sum() / (a | b).sum() > 0.95, view
+
+
 def test_renderer_rejects_bad_arguments_and_use_after_close(rendering: None, lower: Mesh) -> None:
     with pytest.raises(ValidationError, match="no arch"):
         StageRenderer(RenderSpec(width=64, height=36), {})

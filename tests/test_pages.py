@@ -146,3 +146,27 @@ def test_a_coordinator_builds_a_comparison_exports_it_and_finds_it_in_the_galler
     assert "v1" in captions and "approved" in captions
     labels = [m.value for m in at.markdown]
     assert any("Comparison · split" in label for label in labels)
+
+
+def test_a_coordinator_imports_screenshots_from_the_import_page(app_env, world, infra, services):
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Import simulation"
+    # the upload itself is a browser action; the service call behind the button is the same
+    from core.domain import ImportSource
+    from core.imaging import encode_png
+    from core.services.imports import Upload
+    from tests.factories import gradient_frame
+
+    record = services.imports.start(world.actor(), source=ImportSource.FILES, patient_id=world.patient.id,
+                                    uploads=[Upload(f"Stage {i}.png", encode_png(gradient_frame(i)).data)
+                                             for i in (2, 1)], name="From page", queue_analysis=False)
+    services.imports.analyze(world.clinic.id, record.id)
+    at.session_state["import_id"] = record.id
+    at.run()
+    assert not at.exception
+    assert any("check the frames" in i.value for i in at.info)
+    next(b for b in at.button if b.label.startswith("Import 2 frames")).click().run()
+    assert not at.exception and not at.error
+    assert services.imports.get(world.actor(), record.id).state.value == "IMPORTING"

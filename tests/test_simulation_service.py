@@ -100,3 +100,36 @@ def test_a_failure_inside_the_transaction_rolls_back_the_version_too(services, i
     assert infra.db.imaging_assets.count_documents({}) == 4
     blobs = [p for p in (settings.data_dir / "assets").rglob("*") if p.is_file() and ".tmp" not in p.parts]
     assert len(blobs) == 4  # v2's files were removed again
+
+
+def test_renaming_and_frame_edits_are_history_and_edits_never_touch_the_approved_version(services, infra):
+    world = make_clinic(infra)
+    sim = _create(services, world, frames=new_frames(5))
+    infra.db.simulations.update_one({}, {"$set": {"isApproved": True}})
+    renamed = services.simulations.rename(world.actor(), sim.id, "ClinCheck final")
+    assert renamed.isApproved  # a name change does not touch the frames the doctor approved
+
+    edited = services.simulations.edit_frames(world.actor(), sim.id, [4, 0, 2])
+    assert edited.version == 2 and not edited.isApproved
+    assert [f.label for f in edited.frames] == ["Stage 4", "Stage 0", "Stage 2"]
+    original = services.simulations.get(world.actor(), sim.id)
+    assert original.frameCount == 5 and original.isApproved and original.status is SimulationStatus.SUPERSEDED
+
+    whats = [h.what for h in services.simulations.history(world.actor(), edited.id)]
+    assert whats[0] == "frames edited: v1: 5 frames → v2: 3 frames"
+    assert "rename: ClinCheck → ClinCheck final" in whats
+    assert sum(w.startswith("imported") for w in whats) == 2
+
+
+def test_archived_series_are_hidden_by_default_and_restore_reactivates_the_latest(services, infra):
+    world = make_clinic(infra)
+    v1 = _create(services, world)
+    v2 = _create(services, world)
+    services.simulations.set_archived(world.actor(), v1.id, archived=True)
+    assert services.patients.overview(world.actor(), world.patient.id).series == ()
+    shown = services.patients.overview(world.actor(), world.patient.id, include_archived=True).series
+    assert {v.status for v in shown[0].versions} == {SimulationStatus.ARCHIVED}
+
+    services.simulations.set_archived(world.actor(), v1.id, archived=False)
+    assert services.simulations.get(world.actor(), v2.id).status is SimulationStatus.ACTIVE
+    assert services.simulations.get(world.actor(), v1.id).status is SimulationStatus.SUPERSEDED

@@ -56,8 +56,9 @@ def series_table(series: SimulationSeries) -> str | None:
 
 
 def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulation") -> TreatmentSimulation | None:
-    """Select one of the patient's simulation versions (remembered across pages)."""
-    overview = services().patients.overview(actor, patient.id)
+    """Select one of the patient's simulation versions (remembered across pages; archived ones on request)."""
+    overview = services().patients.overview(actor, patient.id,
+                                            include_archived=st.session_state.get("show-archived", False))
     versions = {v.id: v for series in overview.series for v in series.versions}
     if not versions:
         st.info("This patient has no simulations yet.")

@@ -90,7 +90,8 @@ def make_arch_mesh(arch: str, stage: int, stage_count: int, *, seed: int = 1, tr
         for index, tooth in enumerate(types):
             offsets = _malocclusion(rng, tooth) * remaining
             tooth_triangles = budget * areas[index] / (2 * areas.sum())
-            shells.append(_tooth(curve, side * centres_s[index], side, tooth, offsets, tooth_triangles, arch))
+            shells.append(_tooth(curve, tooth, offsets, s=side * centres_s[index], side=side,
+                                 triangles=tooth_triangles, arch=arch))
     gum_length = float(contacts[-1]) + 1.5
     shells.append(_gingiva(curve, gum_length, types, contacts, triangles * (1 - _TEETH_SHARE)))
 
@@ -175,8 +176,8 @@ def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
 
 
-def _tooth(curve: _ArchCurve, s: float, side: float, tooth: _ToothType, offsets: np.ndarray,
-           triangles: float, arch: str) -> tuple[np.ndarray, np.ndarray]:
+def _tooth(curve: _ArchCurve, tooth: _ToothType, offsets: np.ndarray, *, s: float, side: float, triangles: float,
+           arch: str) -> tuple[np.ndarray, np.ndarray]:
     rings, around = _grid_size(triangles, 2.0)
     theta, phi, faces = _sphere_grid(rings, around)
     half_t, half_n = tooth.mesiodistal / 2, tooth.buccolingual / 2
@@ -195,8 +196,8 @@ def _tooth(curve: _ArchCurve, s: float, side: float, tooth: _ToothType, offsets:
     t *= root_taper
     n *= root_taper
     if tooth.kind == "incisor":  # labio-lingually thin incisal edge, straight across
-        n *= 1 - 0.62 * height**1.5
-        z = np.where(up > 0, top * np.clip(up * 1.35, 0, 1) ** 0.5, z)
+        n *= 1 - 0.78 * height**1.3
+        z = np.where(up > 0, top * np.clip(up * 1.2, 0, 1) ** 0.6, z)
     elif tooth.kind == "canine":  # one pointed cusp
         n *= 1 - 0.4 * height**1.5
         t *= 1 - 0.25 * height**2

@@ -108,11 +108,11 @@ class Mesh:
 
     @property
     def triangle_count(self) -> int:
-        return int(len(self.faces))
+        return len(self.faces)
 
     @property
     def vertex_count(self) -> int:
-        return int(len(self.vertices))
+        return len(self.vertices)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +149,7 @@ def load_mesh(data: bytes, *, name: str, max_triangles: int = 2_000_000) -> Mesh
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValidationError(f"{name}: expected the file's bytes, got {type(data).__name__}.")
     data = bytes(data)
-    if not data.strip():
+    if not data[:4096].strip() and not data.strip():  # strip (a copy) only when the head is blank
         raise ValidationError(f"{name} is empty: upload the exported STL, PLY or OBJ file of the arch.")
 
     fmt = _detect_format(data, name)
@@ -208,7 +208,7 @@ def _parse_stl_binary(data: bytes, name: str, max_triangles: int) -> tuple[np.nd
     if count == 0:
         raise ValidationError(f"{name} contains no triangles: export the arch again as a surface mesh.")
     records = np.frombuffer(data, dtype=_STL_RECORD, count=count, offset=84)
-    return _merge_vertices(records["v"].reshape(-1, 3).astype(np.float64), name)
+    return _merge_vertices(records["v"].reshape(-1, 3), name)
 
 
 _STL_VERTEX = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
@@ -245,14 +245,16 @@ def _merge_vertices(corners: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
     if not np.isfinite(corners).all():
         raise ValidationError(f"{name} has NaN or infinite vertex coordinates: the export is corrupt; "
                               "export it again.")
-    low = corners.min(axis=0)
+    low = corners.min(axis=0).astype(np.float64)
     extent = float((corners.max(axis=0) - low).max())
     _check_extent(extent, name)
     step = max(extent, 1e-12) / float(1 << 20)
-    cells = np.rint((corners - low) / step).astype(np.int64)
-    keys = (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+    keys = np.zeros(len(corners), np.int64)
+    for axis in range(3):  # one axis at a time: at the triangle cap, full (n, 3) int64 copies are big
+        keys <<= 21
+        keys |= np.rint((corners[:, axis] - low[axis]) / step).astype(np.int64)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return corners[first], inverse.reshape(-1, 3)
+    return corners[first].astype(np.float64), inverse.reshape(-1, 3)
 
 
 def _check_extent(extent: float, name: str) -> None:
@@ -844,8 +846,12 @@ class StageRenderer:
         self._polys: dict[str, Any] = {}
         self._actors: dict[str, Any] = {}
         self._shown: dict[str, Mesh | None] = {}
-        self._build_scene()
-        self._update(reference)
+        try:
+            self._build_scene()
+            self._update(reference)
+        except BaseException:
+            self.close()  # never leak an OpenGL context from a half-built renderer
+            raise
 
     # -- scene ---------------------------------------------------------------------------------
 
@@ -937,7 +943,9 @@ class StageRenderer:
     def render(self, meshes: dict[str, Mesh]) -> dict[str, np.ndarray]:
         """Render one stage: an RGB uint8 (height, width, 3) image per view of the spec, in its order.
 
-        `meshes` has the stage's "upper" and/or "lower" Mesh; a missing arch is not drawn.
+        `meshes` has the stage's "upper" and/or "lower" Mesh; a missing arch is not drawn (and an
+        arch missing from the reference is drawn with the reference's framing). Passing the same
+        Mesh object as in the previous call skips its re-upload.
         """
         if self._plotter is None:
             raise ValidationError("This StageRenderer is closed; create a new one.")

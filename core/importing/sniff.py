@@ -76,6 +76,7 @@ _TEXT_WINDOW = 64 * 1024
 _OBJ_KEYWORDS = frozenset(
     {"v", "vn", "vt", "vp", "f", "l", "p", "o", "g", "s", "mtllib", "usemtl", "cstype", "deg", "curv", "surf"}
 )
+_STL_FACET = re.compile(r"^\s*facet\s+normal\b", re.IGNORECASE | re.MULTILINE)
 _OBJ_VERTEX = re.compile(r"v\s+[-+0-9.eE]+\s+[-+0-9.eE]+\s+[-+0-9.eE]+")
 
 
@@ -192,7 +193,7 @@ def _sniff_text(window: bytes) -> str | None:
         return None
     text = window.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     lowered = text[:2048].lower()
-    if lowered.startswith("solid") and "facet" in text.lower():
+    if lowered.startswith("solid") and _STL_FACET.search(text):
         return "stl-ascii"
     if lowered.startswith("<"):
         if lowered.startswith(("<!doctype html", "<html")) or re.search(r"<!doctype html|<html[\s>]", lowered):

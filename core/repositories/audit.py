@@ -106,6 +106,12 @@ class AuditRepository(Repository):
         query = self._scope(clinic_id, simulationId=to_oid(simulation_id, "simulation"), action=action)
         return [_from_doc(d) for d in self._col.find(query).sort("seq", DESCENDING)]
 
+    def for_simulations(self, clinic_id: str, simulation_ids: list[str], *, actions: tuple[str, ...],
+                        limit: int = 200) -> list[AuditEvent]:
+        query = self._scope(clinic_id, simulationId={"$in": [to_oid(s, "simulation") for s in simulation_ids]},
+                            action={"$in": list(actions)})
+        return [_from_doc(d) for d in self._col.find(query).sort("seq", DESCENDING).limit(limit)]
+
     def list(self, clinic_id: str, *, limit: int = 200) -> list[AuditEvent]:
         cursor = self._col.find(self._scope(clinic_id)).sort("seq", DESCENDING).limit(limit)
         return [_from_doc(d) for d in cursor]

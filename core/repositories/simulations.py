@@ -119,6 +119,47 @@ class SimulationRepository(Repository):
             raise ConflictError("This version changed while you were looking at it; reload and try again.")
         return _from_doc(doc)
 
+    def update_fields(self, clinic_id: str, simulation_id: str, *, expected_revision: int,
+                      **fields: Any) -> TreatmentSimulation:
+        """Change name / scanId of one version, guarded by its revision (no lost updates)."""
+        allowed = {"name", "scanId"}
+        if set(fields) - allowed:
+            raise ValueError(f"only {sorted(allowed)} can be updated in place")
+        values = {k: (opt_oid(v) if k == "scanId" else v) for k, v in fields.items()}
+        doc = self._col.find_one_and_update(
+            self._scope(clinic_id, _id=to_oid(simulation_id, "simulation"), revision=expected_revision),
+            {"$set": {**values, "updatedAt": utcnow()}, "$inc": {"revision": 1}},
+            return_document=ReturnDocument.AFTER)
+        if doc is None:
+            self.get(clinic_id, simulation_id)
+            raise ConflictError("This version changed while you were editing it; reload and try again.")
+        return _from_doc(doc)
+
+    def series_versions(self, clinic_id: str, simulation_id: str) -> list[TreatmentSimulation]:
+        """Every version of the series `simulation_id` belongs to, newest first (without frames)."""
+        sim = self.get(clinic_id, simulation_id)
+        query = self._scope(clinic_id, patientId=to_oid(sim.patientId), treatmentId=opt_oid(sim.treatmentId),
+                            simulationType=sim.simulationType.value)
+        return [_from_doc(d) for d in self._col.find(query, projection={"frames": 0}).sort("version", DESCENDING)]
+
+    def set_series_archived(self, clinic_id: str, simulation_id: str, *, archived: bool) -> None:
+        """Archive every version of the series, or restore it (latest version ACTIVE, the rest SUPERSEDED)."""
+        versions = self.series_versions(clinic_id, simulation_id)
+        now = utcnow()
+
+        def write(session: ClientSession) -> dict[str, Any]:
+            for n, version in enumerate(versions):
+                if archived:
+                    status = SimulationStatus.ARCHIVED
+                else:
+                    status = SimulationStatus.ACTIVE if n == 0 else SimulationStatus.SUPERSEDED
+                self._col.update_one({"_id": to_oid(version.id)},
+                                     {"$set": {"status": status.value, "updatedAt": now}, "$inc": {"revision": 1}},
+                                     session=session)
+            return {}
+
+        self._transact(write)
+
     def awaiting_approval(self, clinic_id: str) -> list[TreatmentSimulation]:
         """Active, unapproved versions of the clinic, oldest first."""
         query = self._scope(clinic_id, status=SimulationStatus.ACTIVE.value, isApproved=False)

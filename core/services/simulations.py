@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -49,6 +50,31 @@ class SimulationContext:
 
     treatment: Treatment | None
     versions: tuple[TreatmentSimulation, ...]  # newest first
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    who: str
+    version: int
+    what: str
+
+
+HISTORY_ACTIONS = ("simulation.import", "simulation.modified", "approval.granted", "approval.revoked",
+                   "review.changes_requested")
+
+
+def _describe(action: str, details: dict[str, Any]) -> str:
+    if action == "simulation.import":
+        return f"imported ({details.get('frames')} frames from {details.get('sourceSystem') or 'upload'})"
+    if action == "simulation.modified":
+        change = details.get("change", "changed")
+        if "before" in details or "after" in details:
+            return f"{change}: {details.get('before', '–')} → {details.get('after', '–')}"
+        return change
+    if action == "review.changes_requested":
+        return f"changes requested: {details.get('comment', '')}"
+    return {"approval.granted": "approved", "approval.revoked": "approval revoked"}.get(action, action)
 
 
 @dataclass(frozen=True)
@@ -222,6 +248,76 @@ class SimulationService:
         for sha in set(sha256s):
             if not self._infra.assets.sha256_in_use(sha):
                 self._infra.store.delete(sha)
+
+    # --- modifications (recorded in the audit trail, shown as the series' history) -----------------
+    def rename(self, actor: Actor, simulation_id: str, name: str) -> TreatmentSimulation:
+        actor.require(Permission.IMAGING_CAPTURE)
+        name = name.strip()
+        if not name:
+            raise ValidationError("A simulation needs a name.")
+        sim = self.get(actor, simulation_id)
+        updated = self._infra.simulations.update_fields(actor.clinic_id, sim.id, expected_revision=sim.revision,
+                                                        name=name)
+        self._modified(actor, updated, "rename", before=sim.name, after=name)
+        return updated
+
+    def link_scan(self, actor: Actor, simulation_id: str, scan_id: str | None) -> TreatmentSimulation:
+        actor.require(Permission.IMAGING_CAPTURE)
+        sim = self.get(actor, simulation_id)
+        if scan_id:
+            scan = self._infra.assets.get(actor.clinic_id, scan_id)
+            if scan.patientId != sim.patientId or scan.kind is not AssetKind.SCAN:
+                raise ValidationError("Link a scan of this patient (from the gallery's scans).")
+        updated = self._infra.simulations.update_fields(actor.clinic_id, sim.id, expected_revision=sim.revision,
+                                                        scanId=scan_id)
+        self._modified(actor, updated, "link scan", before=sim.scanId, after=scan_id)
+        return updated
+
+    def edit_frames(self, actor: Actor, simulation_id: str, keep: Sequence[int]) -> TreatmentSimulation:
+        """Reorder / trim frames. Always a new version: what a doctor approved is never altered."""
+        actor.require(Permission.IMAGING_CAPTURE)
+        sim = self.get(actor, simulation_id)
+        by_index = {f.index: f for f in sim.frames}
+        if not keep or any(i not in by_index for i in keep) or len(set(keep)) != len(keep):
+            raise ValidationError("Choose the frames to keep, each once, from this version.")
+        stage_order = list(dict.fromkeys(by_index[i].stage for i in keep))
+        assets = self._infra.assets.get_many(actor.clinic_id, {by_index[i].assetId for i in keep})
+        frames = []
+        for i in keep:
+            frame = by_index[i]
+            original = assets[frame.assetId]
+            data = self._infra.store.get(original.sha256)
+            frames.append(NewFrame(stage_order.index(frame.stage), frame.view,
+                                   EncodedImage(data, original.contentType, frame.width, frame.height), frame.label))
+        new = self.create_version(
+            actor, patient_id=sim.patientId, treatment_id=sim.treatmentId, simulation_type=sim.simulationType,
+            name=sim.name, frames=frames, metadata={**sim.metadata, "editedFrom": sim.id},
+            source_system=sim.sourceSystem, source_id=sim.sourceId, scan_id=sim.scanId)
+        self._modified(actor, new, "frames edited", before=f"v{sim.version}: {sim.frameCount} frames",
+                       after=f"v{new.version}: {new.frameCount} frames")
+        return new
+
+    def set_archived(self, actor: Actor, simulation_id: str, *, archived: bool) -> None:
+        """Archive the whole series (hidden by default), or restore it with its latest version active."""
+        actor.require(Permission.IMAGING_CAPTURE)
+        sim = self.get(actor, simulation_id)
+        self._infra.simulations.set_series_archived(actor.clinic_id, sim.id, archived=archived)
+        self._modified(actor, sim, "archive" if archived else "restore")
+
+    def history(self, actor: Actor, simulation_id: str) -> list[HistoryEntry]:
+        """Who did what to any version of this series, newest first."""
+        sim = self.get(actor, simulation_id)
+        versions = {v.id: v.version for v in self._infra.simulations.series_versions(actor.clinic_id, sim.id)}
+        names = {u.id: u.name for u in self._infra.users.list(actor.clinic_id)}
+        events = self._infra.audit.for_simulations(actor.clinic_id, list(versions), actions=HISTORY_ACTIONS)
+        return [HistoryEntry(e.at, names.get(e.userId or "", "system"), versions.get(e.simulationId or "", 0),
+                             _describe(e.action, e.details)) for e in events]
+
+    def _modified(self, actor: Actor, sim: TreatmentSimulation, change: str, **details: Any) -> None:
+        self._infra.audit.append(actor.clinic_id, action="simulation.modified", user_id=actor.id,
+                                 role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
+                                 details={"change": change, "version": sim.version,
+                                          **{k: v for k, v in details.items() if v is not None}})
 
     # --- renditions (display size + thumbnails) -------------------------------------------------
     def request_renditions(self, clinic_id: str, simulation_id: str) -> RenditionState:
