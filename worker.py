@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -35,12 +36,18 @@ def build_worker(settings: Settings, *, name: str | None = None) -> Worker:
 
 
 def reconcile(settings: Settings) -> int:
-    """Queue work that was recorded while Redis was unreachable."""
+    """Queue work recorded while Redis was unreachable, and make sure integration syncs are scheduled."""
+    from core.jobs import sync_integrations
+
     services = services_for(build_infrastructure(settings))
-    return sum(
+    queued = sum(
         services.simulations.reconcile_renditions(clinic_id)
         for clinic_id in services.infra.clinics.list_ids()
     )
+    bucket = int(time.time() // settings.integration_sync_seconds)
+    queue(services.infra.redis, "imports").enqueue(sync_integrations, job_id=f"integrations-sync-{bucket}",
+                                                   description="integrations sync", job_timeout=1800)
+    return queued
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,8 @@ class Settings:
     worker_maintenance_interval: int = 30
     #: A dead worker's key expires after this many seconds; its started jobs are then cleaned up.
     worker_ttl: int = 35
+    #: Seconds between watch-folder syncs of the integrations.
+    integration_sync_seconds: int = 60
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
     dev_signin: bool = False
     #: True when `.streamlit/secrets.toml` has an `[auth]` section (OpenID Connect via st.login).
@@ -106,6 +108,7 @@ def load_settings(
         worker_monitoring_interval=int(get("WORKER_MONITORING_INTERVAL", "10") or 10),
         worker_maintenance_interval=int(get("WORKER_MAINTENANCE_INTERVAL", "30") or 30),
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
+        integration_sync_seconds=int(get("INTEGRATION_SYNC_SECONDS", "60") or 60),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),
         secrets_path=path,

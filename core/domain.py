@@ -375,3 +375,28 @@ class SimulationImport:
     simulationId: str | None = None
     integrationId: str | None = None
     revision: int = 0
+
+
+class IntegrationKind(CoerciveEnum):
+    ITERO = "itero"  # MyiTero / OrthoCAD exports: one folder or ZIP per export
+    THREE_SHAPE = "3shape"  # staged models: one folder or ZIP of STL/PLY/OBJ per case
+    CLINCHECK = "clincheck"  # ClinCheck captures: screen recordings, or folders of screenshots
+
+
+@dataclass(frozen=True)
+class Integration:
+    """A per-clinic drop folder that scanner/planner software exports into."""
+
+    id: str
+    clinicId: str
+    kind: IntegrationKind
+    name: str
+    folder: str
+    enabled: bool
+    importAs: str  # the user (coordinator/doctor) imports are made as
+    createdAt: datetime
+    lastSyncAt: datetime | None = None
+    imported: int = 0
+    unmatched: int = 0
+    failed: int = 0
+    lastError: str | None = None

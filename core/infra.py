@@ -21,6 +21,7 @@ from core.repositories import (
     ClinicRepository,
     ExportRepository,
     ImportRepository,
+    IntegrationRepository,
     PatientRepository,
     SimulationRepository,
     TreatmentRepository,
@@ -90,6 +91,10 @@ class Infrastructure:
     @cached_property
     def imports(self) -> ImportRepository:
         return ImportRepository(self.db)
+
+    @cached_property
+    def integrations(self) -> IntegrationRepository:
+        return IntegrationRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

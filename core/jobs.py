@@ -7,6 +7,7 @@ MongoClient, so the runtime is keyed by process id.
 from __future__ import annotations
 
 import os
+import time
 
 from rq import get_current_job
 
@@ -47,6 +48,23 @@ def commit_import(clinic_id: str, import_id: str) -> str:
     """Create the simulation version from an accepted preview (state DONE or FAILED)."""
     record = services().imports.commit(clinic_id, import_id, progress=_report)
     return record.state.value
+
+
+def sync_integrations() -> int:
+    """Pick up new exports from every enabled drop folder, then schedule the next run."""
+    from datetime import timedelta
+
+    from core.queueing import queue
+
+    svc = services()
+    try:
+        return svc.integrations.sync_all()
+    finally:
+        interval = svc.infra.settings.integration_sync_seconds
+        bucket = int(time.time() // interval) + 1
+        queue(svc.infra.redis, "imports").enqueue_in(
+            timedelta(seconds=interval), sync_integrations, job_id=f"integrations-sync-{bucket}",
+            description="integrations sync", job_timeout=1800)
 
 
 def render_demo_simulation(clinic_id: str, patient_id: str, treatment_id: str, index: str, profile: str) -> int:

@@ -70,8 +70,9 @@ _LUMA_8BIT = frozenset(
     {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
      "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "gray"}
 )  # fmt: skip
-_LUMA_16BIT_LE = {"yuv420p10le": 2, "yuv422p10le": 2, "yuv444p10le": 2, "yuv420p12le": 4, "yuv422p12le": 4,
-                  "yuv444p12le": 4, "p010le": 8}  # fmt: skip
+# 16-bit little-endian luma planes, with the divisor that brings their samples to 8 bits.
+_LUMA_16BIT_LE = {"yuv420p10le": 4, "yuv422p10le": 4, "yuv444p10le": 4, "yuv420p12le": 16, "yuv422p12le": 16,
+                  "yuv444p12le": 16, "p010le": 256}  # fmt: skip
 _SNIFF_BYTES = 64
 _DEFAULT_THRESHOLD = 3.0
 _WARMUP_SCORES = 15
@@ -419,8 +420,12 @@ def _scan(
     previous: np.ndarray | None = None
     max_time = info.duration_s * _LENGTH_SLACK + 5.0
     next_report = 0.0
+    origin: float | None = None
     for index, frame in enumerate(_decode(path, info, threads)):
-        time = float(frame.time) if frame.time is not None else index / info.fps
+        # Times count from the first frame: containers may start at any timestamp.
+        stamp = float(frame.time) if frame.time is not None else index / info.fps
+        origin = stamp if origin is None else origin
+        time = max(stamp - origin, scan.times[-1] if scan.times else 0.0)
         if time > max_time:
             raise ValidationError("The recording is longer than its header says; re-export it.")
         if frame.width != info.width or frame.height != info.height:
@@ -575,7 +580,9 @@ def _fetch(path: Path, info: VideoInfo, indices: list[int], threads: int) -> dic
 
 
 def _to_rgb(frame: av.VideoFrame, box: CropBox) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+    # The colour matrix follows the frame's tag; the range must be passed (PyAV assumes limited range).
+    options = {"src_color_range": frame.color_range} if frame.color_range else {}
+    rgb = frame.to_ndarray(format="rgb24", **options)
     return np.ascontiguousarray(rgb[box.y : box.y + box.h, box.x : box.x + box.w])
 
 

@@ -5,6 +5,7 @@ from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
 from core.repositories.exports import ExportRepository
 from core.repositories.imports import ImportRepository
+from core.repositories.integrations import IntegrationRepository
 from core.repositories.people import (
     ClinicRepository,
     PatientRepository,
@@ -24,6 +25,7 @@ ALL_REPOSITORIES = (
     AuditRepository,
     AlignmentRepository,
     ImportRepository,
+    IntegrationRepository,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ClinicRepository",
     "ExportRepository",
     "ImportRepository",
+    "IntegrationRepository",
     "PatientRepository",
     "SimulationRepository",
     "TreatmentRepository",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
 from core.services.imports import ImportService
+from core.services.integrations import IntegrationService
 from core.services.patients import PatientService
 from core.services.review import ReviewService
 from core.services.sessions import SessionService
@@ -25,6 +26,7 @@ class Services:
     visuals: VisualService
     imports: ImportService
     review: ReviewService
+    integrations: IntegrationService
 
 
 def build_services(settings: Settings) -> Services:
@@ -33,12 +35,14 @@ def build_services(settings: Settings) -> Services:
 
 def services_for(infra: Infrastructure) -> Services:
     simulations = SimulationService(infra)
+    imports = ImportService(infra, simulations)
     return Services(
         infra=infra,
         sessions=SessionService(infra),
         patients=PatientService(infra),
         simulations=simulations,
         visuals=VisualService(infra),
-        imports=ImportService(infra, simulations),
+        imports=imports,
         review=ReviewService(infra),
+        integrations=IntegrationService(infra, imports),
     )

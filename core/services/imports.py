@@ -79,7 +79,7 @@ class ImportService:
     def start(self, actor: Actor, *, source: ImportSource, uploads: Sequence[Upload], patient_id: str | None,
               treatment_id: str | None = None, simulation_type: SimulationType = SimulationType.ALIGNER,
               name: str = "", series_of: str | None = None, options: dict[str, Any] | None = None,
-              queue_analysis: bool = True) -> SimulationImport:
+              queue_analysis: bool = True, integration_id: str | None = None) -> SimulationImport:
         """Stage the uploads and queue their analysis. Cheap checks only; content is checked by the job."""
         actor.require(Permission.IMAGING_CAPTURE)
         if series_of:  # a new version of an existing series: patient, treatment and type come from it
@@ -88,7 +88,7 @@ class ImportService:
             name = name or base.name
         if patient_id:
             self._infra.patients.get(actor.clinic_id, patient_id)
-        elif source is not ImportSource.ITERO:
+        elif source is not ImportSource.ITERO and integration_id is None:
             raise ValidationError("Choose the patient this simulation belongs to.")
         if treatment_id:
             treatment = self._infra.treatments.get(actor.clinic_id, treatment_id)
@@ -99,7 +99,7 @@ class ImportService:
         record = self._infra.imports.create(
             actor.clinic_id, source=source, created_by=actor.id, patient_id=patient_id, treatment_id=treatment_id,
             simulation_type=simulation_type, name=name.strip(), files=staged, options=dict(options or {}),
-            series_of=series_of)
+            series_of=series_of, integration_id=integration_id)
         self._infra.audit.append(actor.clinic_id, action="import.requested", user_id=actor.id,
                                  role=actor.role.value, patient_id=patient_id,
                                  details={"importId": record.id, "source": source.value, "files": len(staged)})
@@ -138,7 +138,7 @@ class ImportService:
 
     def confirm(self, actor: Actor, import_id: str, *, order: Sequence[str], name: str | None = None,
                 views: Sequence[str] | None = None, patient_id: str | None = None,
-                treatment_id: str | None = None) -> SimulationImport:
+                treatment_id: str | None = None, queue: bool = True) -> SimulationImport:
         """Accept the preview: the candidate keys to import, in order (left-out keys are dropped)."""
         record = self.get(actor, import_id)
         keys = {c.key: c for c in record.candidates}
@@ -166,8 +166,14 @@ class ImportService:
             actor.clinic_id, import_id, from_states=(ImportState.PREVIEW, ImportState.UNMATCHED),
             to=ImportState.IMPORTING, candidates=[*chosen, *dropped], name=final_name, options=options,
             patientId=patient_id, treatmentId=treatment_id or record.treatmentId, progress=0, step="queued")
-        self._queue(updated, "commit")
+        if queue:
+            self._queue(updated, "commit")
         return updated
+
+    def mark_unmatched(self, clinic_id: str, import_id: str) -> SimulationImport:
+        """A watch-folder import whose patient is unknown waits for a coordinator to assign one."""
+        return self._infra.imports.transition(clinic_id, import_id, from_states=(ImportState.PREVIEW,),
+                                              to=ImportState.UNMATCHED, step="waiting for a patient")
 
     def cancel(self, actor: Actor, import_id: str) -> SimulationImport:
         record = self.get(actor, import_id)
