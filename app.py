@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from core.domain import Permission
 from core.errors import StudioError
 from ui.context import USER_KEY, current_actor, services, show_error, sign_out
+from ui.navigation import pages_for
 
 st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":material/dentistry:", layout="wide")
 
@@ -42,18 +42,7 @@ else:
         if st.button("Sign out", icon=":material/logout:"):
             sign_out()
             st.rerun()
-    pages = []
-    if actor.can(Permission.IMAGING_VIEW):
-        pages += [
-            st.Page("pages/patients.py", title="Patients", icon=":material/groups:", default=True),
-            st.Page("pages/simulation.py", title="Simulation", icon=":material/animation:"),
-            st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-            st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),
-        ]
-    if actor.can(Permission.IMAGING_APPROVE):
-        pages.append(st.Page("pages/review.py", title="Review", icon=":material/fact_check:"))
-    if actor.can(Permission.IMAGING_CAPTURE):
-        pages.append(st.Page("pages/imports.py", title="Import", icon=":material/upload_file:"))
+    pages = [st.Page(p.path, title=p.title, icon=p.icon, default=n == 0) for n, p in enumerate(pages_for(actor))]
     if not pages:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()

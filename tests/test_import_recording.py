@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -143,6 +144,18 @@ def test_a_truncated_recording_is_refused(tmp_path: Path, clip: Path) -> None:
     path.write_bytes(clip.read_bytes()[:20_000])
     with pytest.raises(ValidationError):
         detect_stage_frames(path, info=probe_video(path))
+
+
+@pytest.mark.parametrize("pixel_format", ["yuv420p10le", "p010le", "nv12", "yuv444p", "rgb24"])
+def test_work_copies_from_any_pixel_format(pixel_format: str) -> None:
+    still = render_stage_still(2, stages=3, size=SIZE)
+    frame = av.VideoFrame.from_ndarray(still, format="rgb24")
+    box = CropBox(0, 0, *SIZE)
+    reference = recording._work_copy(frame.reformat(format="yuv420p"), box)
+    work = recording._work_copy(frame.reformat(format=pixel_format), box)
+    assert work.shape == reference.shape == (90, 160)
+    # Luma copies agree to rounding; the RGB fallback differs only by the luma range (scale), not in shape.
+    assert np.corrcoef(work.ravel(), reference.ravel())[0, 1] > 0.999
 
 
 def test_video_info_validates() -> None:

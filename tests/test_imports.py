@@ -9,10 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.domain import AssetKind, ImportSource, ImportState, SimulationStatus, SimulationType
+from core.domain import AssetKind, ImportSource, ImportState, Role, SimulationStatus, SimulationType
 from core.errors import PermissionDeniedError, ValidationError
 from core.imaging import decode_rgb, encode_png
-from core.domain import Role
 from core.services.imports import Upload
 from tests.conftest import wait_until
 from tests.factories import gradient_frame, make_clinic, new_frames
@@ -30,21 +29,21 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _nothing_written(infra, settings) -> None:  # noqa: ANN001
+def _nothing_written(infra, settings) -> None:
     assert infra.db.simulations.count_documents({}) == 0
     assert infra.db.imaging_assets.count_documents({}) == 0
     blobs = [p for p in (settings.data_dir / "assets").rglob("*") if p.is_file() and ".tmp" not in p.parts]
     assert blobs == []
 
 
-def _start(services, world, uploads, source=ImportSource.FILES, **kw):  # noqa: ANN001, ANN003, ANN202
+def _start(services, world, uploads, source=ImportSource.FILES, **kw):
     return services.imports.start(world.actor(), source=source, uploads=uploads, patient_id=world.patient.id,
                                   treatment_id=world.treatment.id, name=kw.pop("name", "ClinCheck"),
                                   queue_analysis=False, **kw)
 
 
 @pytest.fixture
-def world(infra):  # noqa: ANN001, ANN201
+def world(infra):
     return make_clinic(infra)
 
 

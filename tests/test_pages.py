@@ -79,6 +79,27 @@ def test_every_page_loads_for_every_role(app_env, world, role, page):
     assert not at.error, [e.value for e in at.error]
 
 
+@pytest.mark.parametrize(("role", "page"), [(Role.DOCTOR, "pages/review.py"), (Role.COORDINATOR, "pages/imports.py"),
+                                           (Role.ADMIN, "pages/integrations.py")])
+def test_role_specific_pages_load(app_env, world, role, page):
+    at = _signed_in(world, role).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize(("role", "titles"), [
+    (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Import"]),
+    (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Review", "Import"]),
+    (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery"]),
+    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Integrations"]),
+])
+def test_navigation_offers_only_the_pages_a_role_may_use(world, role, titles):
+    from ui.navigation import pages_for
+
+    assert [p.title for p in pages_for(world.actor(role))] == titles
+
+
 def test_the_patients_page_lists_series_with_versions(app_env, world, services):
     services.simulations.create_version(
         world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,

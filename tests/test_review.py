@@ -14,14 +14,14 @@ from core.errors import ConflictError, PermissionDeniedError
 from tests.factories import make_clinic, new_frames
 
 
-def _version(services, world, name="Plan"):  # noqa: ANN001, ANN202
+def _version(services, world, name="Plan"):
     return services.simulations.create_version(
         world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
         simulation_type=SimulationType.ALIGNER, name=name, frames=new_frames(3), queue_renditions=False)
 
 
 @pytest.fixture
-def world(infra):  # noqa: ANN001, ANN201
+def world(infra):
     return make_clinic(infra)
 
 

@@ -64,10 +64,19 @@ def candidate_editor(actor: Actor, record: SimulationImport) -> None:
                                                                                      "View", "Frame"])
     keep = sorted((r for r in edited if r["Import"]), key=lambda r: (r["Order"], r["Stage"]))
     name = st.text_input("Simulation name", value=record.name, key=f"name-{record.id}")
+    patient_id = record.patientId
+    if patient_id is None:  # a watch-folder or iTero import: confirm or choose the patient
+        proposed = record.metadata.get("patientMatch") or []
+        patients = services().patients.search(actor, st.text_input("Find the patient", key=f"find-{record.id}"))
+        ids = list(dict.fromkeys([*proposed, *(p.id for p in patients)]))
+        names = {p.id: f"{p.display_name} · {p.chartNumber} · born {p.dateOfBirth}" for p in patients}
+        patient_id = st.selectbox("Patient", ids, key=f"patient-{record.id}",
+                                  format_func=lambda i: names.get(i) or services().patients.get(actor, i).display_name)
     cols = st.columns(2)
     if cols[0].button(f"Import {len(keep)} frames", type="primary", icon=":material/download_done:",
-                      disabled=not keep):
-        services().imports.confirm(actor, record.id, order=[r["key"] for r in keep], name=name)
+                      disabled=not keep or not patient_id):
+        services().imports.confirm(actor, record.id, order=[r["key"] for r in keep], name=name,
+                                   patient_id=patient_id)
         st.rerun()
     if cols[1].button("Cancel import", icon=":material/cancel:"):
         services().imports.cancel(actor, record.id)
@@ -81,3 +90,17 @@ def recent_imports(actor: Actor, patient_id: str) -> None:
         st.dataframe([{"When": r.createdAt.strftime("%Y-%m-%d %H:%M"), "Source": r.source.value,
                        "Name": r.name, "State": r.state.value.title(), "Problem": r.error or ""} for r in records],
                      hide_index=True, width="stretch")
+
+
+def unmatched_imports(actor: Actor) -> None:
+    """Watch-folder imports that name no unique patient: open one to assign the patient and import."""
+    waiting = services().integrations.unmatched(actor)
+    if not waiting:
+        return
+    st.subheader(f"Unmatched imports ({len(waiting)})")
+    for record in waiting:
+        cols = st.columns([4, 1])
+        cols[0].markdown(f"**{record.name}** · {record.source.value} · {record.createdAt:%Y-%m-%d %H:%M}")
+        if cols[1].button("Assign patient", key=f"assign-{record.id}"):
+            st.session_state["import_id"] = record.id
+            st.rerun()

@@ -45,14 +45,15 @@ def make_test_recording(
     move_s: float = 0.5,
     codec: str = "libx264",
     preset: str = "veryfast",
+    crf: int = 20,
     seed: int = 0,
 ) -> None:
     """Write a screen-recording-like video: each stage's still (`render_stage_still`) held for
     `hold_s`, joined by a smooth `move_s` movement to the next, with light per-frame noise.
 
     The container follows the suffix (.mp4, .mov, .webm, .mkv). Output is deterministic for equal
-    arguments. `preset` is the x264 speed preset (veryfast keeps CABAC and B-frames, like real
-    screen recorders).
+    arguments. `preset` and `crf` are x264's speed preset (veryfast keeps CABAC and B-frames, like
+    real screen recorders) and quality (lower: more bits, slower to decode).
     """
     _check_size(size)
     if stages < 1 or fps < 1 or hold_s <= 0 or move_s < 0:
@@ -86,7 +87,7 @@ def make_test_recording(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": preset, "crf": "20"}
+            stream.options = {"preset": preset, "crf": str(crf)}
         for index, (position, label) in enumerate(frames()):
             picture = _draw(background, position, label)
             k = index % _NOISE_PATTERNS

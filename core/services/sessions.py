@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.domain import Clinic, User
+from core.domain import Clinic, Permission, User
 from core.errors import NotFoundError, PermissionDeniedError
 from core.infra import Infrastructure
 from core.permissions import Actor
@@ -60,6 +60,12 @@ class SessionService:
         if len(users) > 1:
             raise NotFoundError(f"{email} exists in several clinics; add --clinic SLUG.")
         return self.load_actor(users[0].id)
+
+    def clinic_users(self, actor: Actor) -> list[User]:
+        """The users of the actor's clinic (admins manage them; pickers choose among them)."""
+        if not (actor.can(Permission.ADMIN) or actor.can(Permission.IMAGING_CAPTURE)):
+            actor.require(Permission.ADMIN)
+        return self._infra.users.list(actor.clinic_id)
 
     def clinic(self, actor: Actor) -> Clinic:
         return self._infra.clinics.get(actor.clinic_id)
