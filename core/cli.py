@@ -46,8 +46,9 @@ def _services(settings: Settings):
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from core.demo.seed import seed_demo
 
-    count = seed_demo(_services(settings), profile=args.profile, inline=not args.queue,
-                      progress=lambda msg: print(msg, flush=True))
+    count = seed_demo(
+        _services(settings), profile=args.profile, inline=not args.queue, progress=lambda msg: print(msg, flush=True)
+    )
     print(f"seeded {count} demo simulations")
     return 0
 
@@ -65,12 +66,15 @@ def cmd_simulations(args: argparse.Namespace, settings: Settings) -> int:
     actor = services.sessions.actor_by_email(args.as_user, args.clinic)
     overview = services.patients.overview(actor, args.patient_id, include_archived=True)
     for series in overview.series:
-        print(f"{series.title} [{series.simulationType.value}]"
-              f"{' — ' + series.treatment.name if series.treatment else ''}")
+        print(
+            f"{series.title} [{series.simulationType.value}]{' — ' + series.treatment.name if series.treatment else ''}"
+        )
         for sim in series.versions:
             approved = "approved" if sim.isApproved else "draft"
-            print(f"  v{sim.version:<3} {sim.id}  {sim.status.value:<10} {approved:<8} "
-                  f"{sim.sourceSystem or '-':<12} {sim.frameCount:>4} frames  {sim.createdAt:%Y-%m-%d %H:%M}")
+            print(
+                f"  v{sim.version:<3} {sim.id}  {sim.status.value:<10} {approved:<8} "
+                f"{sim.sourceSystem or '-':<12} {sim.frameCount:>4} frames  {sim.createdAt:%Y-%m-%d %H:%M}"
+            )
     return 0
 
 
@@ -94,22 +98,36 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         uploads += [Upload(str(p.relative_to(base)), p.read_bytes()) for p in files]
     options = {"views": args.views.split(",")} if args.views else {}
     record = services.imports.start(
-        actor, source=ImportSource.coerce(args.source), uploads=uploads, patient_id=args.patient,
-        treatment_id=args.treatment, simulation_type=SimulationType.coerce(args.type), name=args.name or "",
-        series_of=args.series, options=options, queue_analysis=False)
+        actor,
+        source=ImportSource.coerce(args.source),
+        uploads=uploads,
+        patient_id=args.patient,
+        treatment_id=args.treatment,
+        simulation_type=SimulationType.coerce(args.type),
+        name=args.name or "",
+        series_of=args.series,
+        options=options,
+        queue_analysis=False,
+    )
     record = services.imports.analyze(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
     if record.state is not ImportState.PREVIEW:
         print(f"error: {record.error}", file=sys.stderr)
         return 1
     print(f"found {len(record.candidates)} frames")
-    services.imports.confirm(actor, record.id, order=[c.key for c in record.candidates], name=args.name,
-                             patient_id=args.patient or (record.metadata.get("patientMatch") or [None])[0])
+    services.imports.confirm(
+        actor,
+        record.id,
+        order=[c.key for c in record.candidates],
+        name=args.name,
+        patient_id=args.patient or (record.metadata.get("patientMatch") or [None])[0],
+    )
     done = services.imports.commit(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
     if done.state is not ImportState.DONE:
         print(f"error: {done.error}", file=sys.stderr)
         return 1
     sim = services.simulations.get(actor, done.simulationId or "")
-    print(f"imported simulation {sim.id} version {sim.version} ({sim.frameCount} frame{'' if sim.frameCount == 1 else 's'})")
+    frames = f"{sim.frameCount} frame{'' if sim.frameCount == 1 else 's'}"
+    print(f"imported simulation {sim.id} version {sim.version} ({frames})")
     return 0
 
 
@@ -139,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     acting(imp)
     imp.add_argument("--patient", metavar="PATIENT_ID", help="required unless --series or an iTero match is used")
     imp.add_argument("--treatment", metavar="ID")
-    imp.add_argument("--type", default="ALIGNER", help="ALIGNER, SMILE_DESIGN, BRACKET_PREVIEW, SUPERIMPOSITION, CUSTOM")
+    imp.add_argument(
+        "--type", default="ALIGNER", help="ALIGNER, SMILE_DESIGN, BRACKET_PREVIEW, SUPERIMPOSITION, CUSTOM"
+    )
     imp.add_argument("--source", required=True, choices=("files", "recording", "itero", "staged-3d"))
     imp.add_argument("--series", metavar="SIMULATION_ID", help="import as a new version of this series")
     imp.add_argument("--name", help="simulation name")

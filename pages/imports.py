@@ -14,8 +14,7 @@ SOURCES = {
     ImportSource.FILES: ("Screenshots (PNG/JPEG/WebP or one ZIP)", ["png", "jpg", "jpeg", "webp", "zip"]),
     ImportSource.RECORDING: ("Screen recording (MP4/MOV/WebM)", ["mp4", "mov", "m4v", "webm"]),
     ImportSource.ITERO: ("iTero / OrthoCAD export (folder files or ZIP)", None),
-    ImportSource.STAGED_3D: ("Staged 3D models (STL/PLY/OBJ per arch per stage, or ZIP)",
-                             ["stl", "ply", "obj", "zip"]),
+    ImportSource.STAGED_3D: ("Staged 3D models (STL/PLY/OBJ per arch per stage, or ZIP)", ["stl", "ply", "obj", "zip"]),
 }
 
 actor = require_actor()
@@ -27,7 +26,9 @@ try:
         record = import_status(actor, current)
         if record.state in (ImportState.PREVIEW, ImportState.UNMATCHED):
             candidate_editor(actor, record)
-        if record.state is ImportState.DONE and st.button("Open in viewer", type="primary", icon=":material/play_circle:"):
+        if record.state is ImportState.DONE and st.button(
+            "Open in viewer", type="primary", icon=":material/play_circle:"
+        ):
             st.session_state[PATIENT_KEY] = record.patientId
             st.session_state[SIMULATION_KEY] = record.simulationId
             st.session_state.pop(IMPORT_KEY)
@@ -44,31 +45,66 @@ try:
     source = st.radio("Source", list(SOURCES), format_func=lambda s: SOURCES[s][0], key="import-source")
     cols = st.columns(3)
     series = {s.latest.id: s for s in overview.series}
-    series_of = cols[0].selectbox("Add as", [None, *series], key="import-series",
-                                  format_func=lambda i: "A new simulation" if i is None
-                                  else f"New version of {series[i].title} (v{series[i].latest.version + 1})")
+    series_of = cols[0].selectbox(
+        "Add as",
+        [None, *series],
+        key="import-series",
+        format_func=lambda i: (
+            "A new simulation" if i is None else f"New version of {series[i].title} (v{series[i].latest.version + 1})"
+        ),
+    )
     treatments = {t.id: t for t in overview.treatments}
-    treatment_id = cols[1].selectbox("Treatment plan", [None, *treatments], key="import-treatment",
-                                     format_func=lambda i: "None" if i is None else treatments[i].name,
-                                     disabled=series_of is not None)
-    sim_type = cols[2].selectbox("Type", list(SimulationType), key="import-type",
-                                 format_func=lambda t: t.value.replace("_", " ").title(), disabled=series_of is not None)
+    treatment_id = cols[1].selectbox(
+        "Treatment plan",
+        [None, *treatments],
+        key="import-treatment",
+        format_func=lambda i: "None" if i is None else treatments[i].name,
+        disabled=series_of is not None,
+    )
+    sim_type = cols[2].selectbox(
+        "Type",
+        list(SimulationType),
+        key="import-type",
+        format_func=lambda t: t.value.replace("_", " ").title(),
+        disabled=series_of is not None,
+    )
     name = st.text_input("Name", placeholder="e.g. ClinCheck v3 (upper and lower)", key="import-name")
     options: dict = {}
     if source is ImportSource.RECORDING and st.checkbox("Crop to a region (hide vendor UI or burned-in names)"):
         c = st.columns(4)
-        options["crop"] = {"x": c[0].number_input("x", 0, 7680, 0), "y": c[1].number_input("y", 0, 4320, 0),
-                           "w": c[2].number_input("width", 16, 7680, 1280), "h": c[3].number_input("height", 16, 4320, 720)}
+        options["crop"] = {
+            "x": c[0].number_input("x", 0, 7680, 0),
+            "y": c[1].number_input("y", 0, 4320, 0),
+            "w": c[2].number_input("width", 16, 7680, 1280),
+            "h": c[3].number_input("height", 16, 4320, 720),
+        }
     if source is ImportSource.STAGED_3D:
-        options["views"] = st.multiselect("Views to render", list(CLINICAL_VIEWS), default=list(CLINICAL_VIEWS),
-                                          format_func=VIEW_LABELS.__getitem__, key="import-views")
-    files = st.file_uploader("Files", type=SOURCES[source][1], accept_multiple_files=source is not ImportSource.RECORDING,
-                             key=f"import-files-{source.value}")
+        options["views"] = st.multiselect(
+            "Views to render",
+            list(CLINICAL_VIEWS),
+            default=list(CLINICAL_VIEWS),
+            format_func=VIEW_LABELS.__getitem__,
+            key="import-views",
+        )
+    files = st.file_uploader(
+        "Files",
+        type=SOURCES[source][1],
+        accept_multiple_files=source is not ImportSource.RECORDING,
+        key=f"import-files-{source.value}",
+    )
     if st.button("Upload and analyse", type="primary", icon=":material/upload:", disabled=not files):
         uploads = [Upload(f.name, f.getvalue()) for f in (files if isinstance(files, list) else [files])]
         record = services().imports.start(
-            actor, source=source, uploads=uploads, patient_id=patient.id, treatment_id=treatment_id,
-            simulation_type=sim_type, name=name, series_of=series_of, options=options)
+            actor,
+            source=source,
+            uploads=uploads,
+            patient_id=patient.id,
+            treatment_id=treatment_id,
+            simulation_type=sim_type,
+            name=name,
+            series_of=series_of,
+            options=options,
+        )
         st.session_state[IMPORT_KEY] = record.id
         st.rerun()
     recent_imports(actor, patient.id)

@@ -192,8 +192,9 @@ def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, wor
 def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services, world, infra, tmp_path):
     from core.importing.testing import make_itero_export
 
-    folder = make_itero_export(tmp_path / "export", order_id="70011", patient=(world.patient.lastName, "Test"),
-                               doctor="Dr. Demo")
+    manifest = make_itero_export(tmp_path / "export", order_id="70011", patient=(world.patient.lastName, "Test"),
+                                 doctor="Dr. Demo")
+    folder = manifest.parent
     uploads = [Upload(str(p.relative_to(folder)), p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()]
     record = services.imports.start(world.actor(), source=ImportSource.ITERO, patient_id=None, uploads=uploads,
                                     name="iTero scan", queue_analysis=False)
@@ -212,3 +213,44 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
     scans = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.SCAN])
     assert sum("before" in a.tags for a in scans) == 5
     assert sorted(a.details.get("jaw") for a in scans if a.contentType == "model/stl") == ["lower", "upper"]
+
+
+def test_staged_3d_models_are_rendered_from_the_chosen_views(services, world, infra):
+    from core.importing.mesh_testing import make_arch_mesh, write_stl
+    from core.importing.meshes import rendering_available
+
+    missing = rendering_available()
+    if missing:
+        pytest.skip(f"3D RENDERING UNAVAILABLE: {missing}")
+    uploads = []
+    for stage in range(3):
+        upper, lower = (write_stl(make_arch_mesh(arch, stage, 3, triangles=8000)) for arch in ("upper", "lower"))
+        uploads += [Upload(f"Upper_Stage_{stage:02d}.stl", upper), Upload(f"subsetup{stage}_lower.stl", lower)]
+    record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
+                                    uploads=uploads, name="uLab setup", options={"views": ["front", "upper"]},
+                                    queue_analysis=False)
+    analysed = services.imports.analyze(world.clinic.id, record.id)
+    assert analysed.state is ImportState.PREVIEW, analysed.error
+    assert [c.stage for c in analysed.candidates] == [0, 1, 2]
+    assert analysed.metadata["arches"] == ["lower", "upper"]
+    services.imports.confirm(world.actor(), record.id, order=[c.key for c in analysed.candidates])
+    done = services.imports.commit(world.clinic.id, record.id)
+    assert done.state is ImportState.DONE, done.error
+    sim = services.simulations.get(world.actor(), done.simulationId)
+    assert sim.views == ("front", "upper") and sim.stage_count == 3
+    assert (sim.frames[0].width, sim.frames[0].height) == (1920, 1080)
+
+
+def test_staged_models_with_unreadable_names_are_refused_with_the_naming_rule(services, world, infra, settings):
+    from core.importing.mesh_testing import make_arch_mesh, write_stl
+
+    data = write_stl(make_arch_mesh("upper", 0, 2, triangles=2000))
+    record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
+                                    uploads=[Upload("model final.stl", data)], name="x", queue_analysis=False)
+    failed = services.imports.analyze(world.clinic.id, record.id)
+    assert failed.state is ImportState.FAILED
+    from core.importing.meshes import rendering_available
+
+    expected = "Name files like Upper_Stage_07.stl" if rendering_available() is None else "cannot be rendered"
+    assert expected in failed.error
+    _nothing_written(infra, settings)

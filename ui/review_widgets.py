@@ -25,7 +25,7 @@ def version_comparison(actor: Actor, sim: TreatmentSimulation) -> None:
         frame = frames[min(stage, len(frames) - 1)]
         col.image(services().simulations.frame_images(actor, version, [frame], "display")[0],
                   caption=f"v{version.version} · stage {frame.stage} of {frames[-1].stage}", width="stretch")
-    st.markdown("**Modifications from v%d**" % previous.version)
+    st.markdown(f"**Modifications from v{previous.version}**")
     for line in services().simulations.differences(previous, sim):
         st.markdown(f"- {line}")
 

@@ -77,8 +77,15 @@ SIZES: dict[str, RenderSize] = {
 ALL_VIEWS = ("front", "left", "right", "upper", "lower")
 
 
-def _aligner(name: str, stages: int, views: tuple[str, ...] = ("front", "upper"), *,
-             versions: int = 1, source: str = "ClinCheck", approved: bool = False) -> DemoSimulation:
+def _aligner(
+    name: str,
+    stages: int,
+    views: tuple[str, ...] = ("front", "upper"),
+    *,
+    versions: int = 1,
+    source: str = "ClinCheck",
+    approved: bool = False,
+) -> DemoSimulation:
     return DemoSimulation(name, SimulationType.ALIGNER, stages, views, versions, source, approved)
 
 
@@ -97,36 +104,138 @@ def demo_plan(profile: Profile = "full") -> tuple[DemoClinic, ...]:
     def views(v: tuple[str, ...]) -> tuple[str, ...]:
         return v[:1] if mini else v
 
-    a = DemoClinic("Brightside Orthodontics", "brightside", (
-        DemoPatient("Maya", "Okafor", date(2009, 4, 17), "BO-1001", "Comprehensive aligner therapy", 40, 20,
-                    "Moderate upper and lower crowding; IPR 0.3 mm at 3-4.", 11, 1.3,
-                    (_aligner("ClinCheck upper & lower", stages(40), views(ALL_VIEWS), versions=2, approved=True), _SMILE)),
-        DemoPatient("Lucas", "Brennan", date(1994, 9, 2), "BO-1002", "Adult aligner therapy", 28, 14,
-                    "Relapse after braces as a teen; lower incisor crowding.", 23, 0.9,
-                    (_aligner("ClinCheck lower relapse", stages(28), views(("front", "lower"))),)),
-        DemoPatient("Sofia", "Marchetti", date(2011, 1, 29), "BO-1003", "Phase II aligners", 34, 18,
-                    "Crowding with a blocked-out upper canine.", 37, 1.7,
-                    (_aligner("Outcome Simulator scan", stages(24), views(("front",)), source="iTero"),
-                     _aligner("ClinCheck final plan", stages(34), views(("front", "upper")), versions=3))),
-        DemoPatient("Noah", "Lindqvist", date(2007, 6, 8), "BO-1004", "Aligners with elastics", 22, 12,
-                    "Mild spacing and crowding; class II elastics.", 41, 0.7,
-                    (_aligner("ClinCheck v1", stages(22), approved=True),)),
-        DemoPatient("Amara", "Haddad", date(1988, 11, 23), "BO-1005", "Limited anterior alignment", 20, 9,
-                    "Cosmetic anterior alignment before veneers.", 53, 0.8,
-                    (_aligner("Anterior alignment", stages(20), views(("front",)), source="3Shape"), _SMILE)),
-        DemoPatient("Ethan", "Whitfield", date(2010, 3, 14), "BO-1006", "Comprehensive aligner therapy", 36, 19,
-                    "Severe crowding, extraction-free plan with expansion.", 67, 1.9,
-                    (_aligner("ClinCheck expansion plan", stages(36)),)),
-    ))
-    b = DemoClinic("Lakeview Smiles", "lakeview", (
-        DemoPatient("Grace", "Nakamura", date(2008, 8, 5), "LV-2001", "Aligner therapy", 30, 15,
-                    "Crowding and a deep bite.", 71, 1.2,
-                    (_aligner("ClinCheck initial", stages(30), views(("front",)), versions=2, approved=True),)),
-        DemoPatient("Diego", "Alvarez", date(1999, 12, 19), "LV-2002", "Adult aligner therapy", 24, 12,
-                    "Lower crowding.", 83, 1.0, (_aligner("ClinCheck", stages(24), views(("front",))),)),
-        DemoPatient("Hannah", "Schultz", date(2012, 5, 30), "LV-2003", "Phase I expansion", 20, 10,
-                    "Narrow upper arch.", 97, 1.4, (_aligner("Expansion", stages(20), views(("front",))),)),
-    ))
+    a = DemoClinic(
+        "Brightside Orthodontics",
+        "brightside",
+        (
+            DemoPatient(
+                "Maya",
+                "Okafor",
+                date(2009, 4, 17),
+                "BO-1001",
+                "Comprehensive aligner therapy",
+                40,
+                20,
+                "Moderate upper and lower crowding; IPR 0.3 mm at 3-4.",
+                11,
+                1.3,
+                (_aligner("ClinCheck upper & lower", stages(40), views(ALL_VIEWS), versions=2, approved=True), _SMILE),
+            ),
+            DemoPatient(
+                "Lucas",
+                "Brennan",
+                date(1994, 9, 2),
+                "BO-1002",
+                "Adult aligner therapy",
+                28,
+                14,
+                "Relapse after braces as a teen; lower incisor crowding.",
+                23,
+                0.9,
+                (_aligner("ClinCheck lower relapse", stages(28), views(("front", "lower"))),),
+            ),
+            DemoPatient(
+                "Sofia",
+                "Marchetti",
+                date(2011, 1, 29),
+                "BO-1003",
+                "Phase II aligners",
+                34,
+                18,
+                "Crowding with a blocked-out upper canine.",
+                37,
+                1.7,
+                (
+                    _aligner("Outcome Simulator scan", stages(24), views(("front",)), source="iTero"),
+                    _aligner("ClinCheck final plan", stages(34), views(("front", "upper")), versions=3),
+                ),
+            ),
+            DemoPatient(
+                "Noah",
+                "Lindqvist",
+                date(2007, 6, 8),
+                "BO-1004",
+                "Aligners with elastics",
+                22,
+                12,
+                "Mild spacing and crowding; class II elastics.",
+                41,
+                0.7,
+                (_aligner("ClinCheck v1", stages(22), approved=True),),
+            ),
+            DemoPatient(
+                "Amara",
+                "Haddad",
+                date(1988, 11, 23),
+                "BO-1005",
+                "Limited anterior alignment",
+                20,
+                9,
+                "Cosmetic anterior alignment before veneers.",
+                53,
+                0.8,
+                (_aligner("Anterior alignment", stages(20), views(("front",)), source="3Shape"), _SMILE),
+            ),
+            DemoPatient(
+                "Ethan",
+                "Whitfield",
+                date(2010, 3, 14),
+                "BO-1006",
+                "Comprehensive aligner therapy",
+                36,
+                19,
+                "Severe crowding, extraction-free plan with expansion.",
+                67,
+                1.9,
+                (_aligner("ClinCheck expansion plan", stages(36)),),
+            ),
+        ),
+    )
+    b = DemoClinic(
+        "Lakeview Smiles",
+        "lakeview",
+        (
+            DemoPatient(
+                "Grace",
+                "Nakamura",
+                date(2008, 8, 5),
+                "LV-2001",
+                "Aligner therapy",
+                30,
+                15,
+                "Crowding and a deep bite.",
+                71,
+                1.2,
+                (_aligner("ClinCheck initial", stages(30), views(("front",)), versions=2, approved=True),),
+            ),
+            DemoPatient(
+                "Diego",
+                "Alvarez",
+                date(1999, 12, 19),
+                "LV-2002",
+                "Adult aligner therapy",
+                24,
+                12,
+                "Lower crowding.",
+                83,
+                1.0,
+                (_aligner("ClinCheck", stages(24), views(("front",))),),
+            ),
+            DemoPatient(
+                "Hannah",
+                "Schultz",
+                date(2012, 5, 30),
+                "LV-2003",
+                "Phase I expansion",
+                20,
+                10,
+                "Narrow upper arch.",
+                97,
+                1.4,
+                (_aligner("Expansion", stages(20), views(("front",))),),
+            ),
+        ),
+    )
     return (a, b)
 
 
@@ -144,8 +253,13 @@ def demo_email(role: Role, clinic: DemoClinic) -> str:
     return f"{role.value}@{clinic.slug}.example"
 
 
-def seed_demo(services: Services, *, profile: Profile = "full", inline: bool = False,
-              progress: Callable[[str], None] = lambda _m: None) -> int:
+def seed_demo(
+    services: Services,
+    *,
+    profile: Profile = "full",
+    inline: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> int:
     """Create the demo clinics; returns the number of simulations rendered or queued.
 
     Refuses to run when any clinic exists (the demo is for an empty database).
@@ -156,28 +270,51 @@ def seed_demo(services: Services, *, profile: Profile = "full", inline: bool = F
     count = 0
     for clinic_plan in demo_plan(profile):
         clinic = infra.clinics.create(name=clinic_plan.name, slug=clinic_plan.slug)
-        users = {role: infra.users.create(clinic.id, email=demo_email(role, clinic_plan),
-                                          name=f"{role.value.title()} ({clinic_plan.name})", role=role)
-                 for role in Role}
+        users = {
+            role: infra.users.create(
+                clinic.id,
+                email=demo_email(role, clinic_plan),
+                name=f"{role.value.title()} ({clinic_plan.name})",
+                role=role,
+            )
+            for role in Role
+        }
         coordinator = Actor(users[Role.COORDINATOR])
         for plan in clinic_plan.patients:
-            patient = infra.patients.create(clinic.id, first_name=plan.first, last_name=plan.last,
-                                            date_of_birth=plan.dob, chart_number=plan.chart)
+            patient = infra.patients.create(
+                clinic.id, first_name=plan.first, last_name=plan.last, date_of_birth=plan.dob, chart_number=plan.chart
+            )
             treatment = infra.treatments.create(
-                clinic.id, patient.id, name=plan.treatment, status="IN_PROGRESS",
-                aligner_count=plan.aligners, estimated_months=plan.months, notes=plan.notes)
+                clinic.id,
+                patient.id,
+                name=plan.treatment,
+                status="IN_PROGRESS",
+                aligner_count=plan.aligners,
+                estimated_months=plan.months,
+                notes=plan.notes,
+            )
             _store_photos(services, coordinator, patient.id, plan, SIZES[profile])
             progress(f"{clinic_plan.slug}: patient {plan.chart}")
             for index, _sim in enumerate(plan.simulations):
                 if inline:
-                    render_demo_simulation(services, coordinator, patient.id, treatment.id,
-                                           index=index, profile=profile)
+                    render_demo_simulation(
+                        services, coordinator, patient.id, treatment.id, index=index, profile=profile
+                    )
                 else:
                     from core.jobs import render_demo_simulation as job
                     from core.queueing import enqueue
 
-                    enqueue(infra.redis, "demo", job, clinic.id, patient.id, treatment.id, str(index),
-                            profile, job_id=f"demo-{patient.id}-{index}")
+                    enqueue(
+                        infra.redis,
+                        "demo",
+                        job,
+                        clinic.id,
+                        patient.id,
+                        treatment.id,
+                        str(index),
+                        profile,
+                        job_id=f"demo-{patient.id}-{index}",
+                    )
                 count += 1
     progress(f"{count} simulations {'rendered' if inline else 'queued for rendering'}")
     return count
@@ -190,23 +327,37 @@ def _store_photos(services: Services, actor: Actor, patient_id: str, plan: DemoP
     for kind, label in PHOTO_LABELS.items():
         image = encode_jpeg(render_photo(case, kind, size.photo), quality=90)
         blob = infra.store.put(image.data)
-        docs.append(infra.assets.new_document(
-            actor.clinic_id, patient_id=patient_id, kind=AssetKind.PHOTO, content_type=image.content_type,
-            size=blob.size, sha256=blob.sha256, created_by=actor.id, width=image.width,
-            height=image.height, label=label, tags=("before", kind)))
+        docs.append(
+            infra.assets.new_document(
+                actor.clinic_id,
+                patient_id=patient_id,
+                kind=AssetKind.PHOTO,
+                content_type=image.content_type,
+                size=blob.size,
+                sha256=blob.sha256,
+                created_by=actor.id,
+                width=image.width,
+                height=image.height,
+                label=label,
+                tags=("before", kind),
+            )
+        )
     infra.assets.insert_many(actor.clinic_id, docs)
 
 
-def render_demo_simulation(services: Services, actor: Actor, patient_id: str, treatment_id: str, *,
-                           index: int, profile: Profile) -> int:
+def render_demo_simulation(
+    services: Services, actor: Actor, patient_id: str, treatment_id: str, *, index: int, profile: Profile
+) -> int:
     """Render and store every version of one demo simulation; skips versions that already exist."""
     clinic = services.infra.clinics.get(actor.clinic_id)
     chart = services.infra.patients.get(actor.clinic_id, patient_id).chartNumber
     plan_patient, plan = find_demo_simulation(clinic.slug, chart, index, profile)
     size = SIZES[profile]
-    existing = [s for s in services.infra.simulations.list_for_patient(actor.clinic_id, patient_id,
-                                                                         include_archived=True)
-                if s.simulationType is plan.simulation_type and s.treatmentId == treatment_id]
+    existing = [
+        s
+        for s in services.infra.simulations.list_for_patient(actor.clinic_id, patient_id, include_archived=True)
+        if s.simulationType is plan.simulation_type and s.treatmentId == treatment_id
+    ]
     created = 0
     for version in range(len(existing) + 1, plan.versions + 1):
         # Older versions are less refined plans: a little less correction by the final stage.
@@ -215,8 +366,9 @@ def render_demo_simulation(services: Services, actor: Actor, patient_id: str, tr
         if plan.simulation_type is SimulationType.SMILE_DESIGN:
             for stage, progress in ((0, 0.0), (1, 1.0)):
                 rgb = render_photo(case, "smile", size.photo, progress=progress)
-                frames.append(NewFrame(stage, "smile", encode_jpeg(rgb, quality=92),
-                                       "Before" if stage == 0 else "Predicted"))
+                frames.append(
+                    NewFrame(stage, "smile", encode_jpeg(rgb, quality=92), "Before" if stage == 0 else "Predicted")
+                )
         else:
             # Older drafts are kept to the first view: they exist to show versioning, and first-start
             # seeding should finish within a couple of minutes on two cores.
@@ -227,11 +379,20 @@ def render_demo_simulation(services: Services, actor: Actor, patient_id: str, tr
                     frames.append(NewFrame(stage, view, encode_png(rgb, compression=1), f"Stage {stage}"))
         name = plan.name if version == plan.versions else f"{plan.name} (draft {version})"
         sim = services.simulations.create_version(
-            actor, patient_id=patient_id, treatment_id=treatment_id, simulation_type=plan.simulation_type,
-            name=name, frames=frames, source_system=plan.source_system,
+            actor,
+            patient_id=patient_id,
+            treatment_id=treatment_id,
+            simulation_type=plan.simulation_type,
+            name=name,
+            frames=frames,
+            source_system=plan.source_system,
             source_id=f"DEMO-{chart}-{index}-v{version}",
-            metadata={"demo": True, "stageCount": plan.stages, "views": list(plan.views),
-                      "alignerCount": plan_patient.aligners},
+            metadata={
+                "demo": True,
+                "stageCount": plan.stages,
+                "views": list(plan.views),
+                "alignerCount": plan_patient.aligners,
+            },
         )
         created += 1
         if plan.approved and version == plan.versions:

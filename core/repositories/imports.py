@@ -103,10 +103,11 @@ class ImportRepository(Repository):
         updates: dict[str, Any] = {"state": to.value, "updatedAt": utcnow()}
         for key, value in fields.items():
             if key == "candidates":
-                value = [_candidate_doc(c) for c in value]
+                updates[key] = [_candidate_doc(c) for c in value]
             elif key in ("patientId", "treatmentId", "simulationId"):
-                value = opt_oid(value)
-            updates[key] = value
+                updates[key] = opt_oid(value)
+            else:
+                updates[key] = value
         doc = self._col.find_one_and_update(
             self._scope(clinic_id, _id=to_oid(import_id, "import"), state={"$in": [s.value for s in from_states]}),
             {"$set": updates, "$inc": {"revision": 1}}, return_document=ReturnDocument.AFTER)

@@ -68,7 +68,7 @@ def commit_itero(infra: Infrastructure, actor: Actor, record: SimulationImport, 
     patient_id = record.patientId or ""
     assets: list[dict[str, Any]] = []
 
-    def asset(data: bytes, kind: AssetKind, content_type: str, label: str, tags: tuple[str, ...],
+    def asset(data: bytes, kind: AssetKind, content_type: str, label: str, tags: tuple[str, ...], *,
               width: int | None = None, height: int | None = None, **details: Any) -> dict[str, Any]:
         blob = infra.store.put(data)
         doc = infra.assets.new_document(actor.clinic_id, patient_id=patient_id, kind=kind, content_type=content_type,
@@ -87,7 +87,7 @@ def commit_itero(infra: Infrastructure, actor: Actor, record: SimulationImport, 
     for candidate in chosen:
         data = infra.store.get(candidate.sha256)
         asset(data, AssetKind.SCAN, "image/png", candidate.label, ("before", "itero", candidate.view),
-              candidate.width, candidate.height, scanId=str(scan["_id"]), view=candidate.view)
+              width=candidate.width, height=candidate.height, scanId=str(scan["_id"]), view=candidate.view)
         frames.append(NewFrame(0, candidate.view, EncodedImage(data, "image/png", candidate.width, candidate.height),
                                candidate.label))
     return frames, {"scanId": str(scan["_id"]), "assets": assets}
