@@ -2,15 +2,25 @@
 
 import streamlit as st
 
-from core.errors import StudioError
-from ui.context import USER_KEY, current_actor, services, show_error, sign_out
+from core.errors import PermissionDeniedError, StudioError
+from ui.context import NOTICE_KEY, USER_KEY, current_actor, idle_expired, services, show_error, sign_out
 from ui.navigation import pages_for
 
 st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":material/dentistry:", layout="wide")
+SETTINGS = services().infra.settings
 
 
 def sign_in_page() -> None:
     st.title("Treatment Simulation Studio")
+    if notice := st.session_state.pop(NOTICE_KEY, None):
+        st.info(notice)
+    if SETTINGS.oidc_configured:
+        if st.user.is_logged_in:  # signed in at the provider, but no user here
+            st.error("You have no access to Treatment Simulation Studio yet; ask your clinic admin to invite you.")
+            st.button("Sign out", on_click=st.logout)
+        else:
+            st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
+        return
     choices = services().sessions.dev_signin_choices()
     if not choices:
         st.info("Sign-in is not configured on this server. Ask your administrator to set up "
@@ -32,16 +42,50 @@ def sign_in_page() -> None:
                 st.rerun()
 
 
+def oidc_session() -> None:
+    """Map the provider's identity to a user once per session (by issuer + subject)."""
+    if not SETTINGS.oidc_configured or not st.user.is_logged_in:
+        if SETTINGS.oidc_configured and st.session_state.get(USER_KEY):
+            sign_out("provider session ended")
+        return
+    if st.session_state.get(USER_KEY):
+        return
+    try:
+        actor = services().sessions.oidc_signin(
+            issuer=str(st.user.get("iss", "")), subject=str(st.user.get("sub", "")),
+            email=st.user.get("email"), email_verified=bool(st.user.get("email_verified", False)))
+    except PermissionDeniedError:
+        return  # sign_in_page explains
+    st.session_state[USER_KEY] = actor.id
+
+
+def end_session() -> None:
+    sign_out("user")
+    if SETTINGS.oidc_configured and st.user.is_logged_in:
+        st.logout()
+
+
+oidc_session()
 actor = current_actor()
 if actor is None:
+    if SETTINGS.oidc_configured and st.user.is_logged_in and not st.session_state.get(USER_KEY) \
+            and st.session_state.get(NOTICE_KEY):
+        st.logout()  # idle timeout or revoked account: end the provider cookie too
     st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")]).run()
 else:
     clinic = services().sessions.clinic(actor)
     with st.sidebar:
         st.markdown(f"**{actor.user.name}**  \n{clinic.name}  \nRole: `{actor.role.value}`")
-        if st.button("Sign out", icon=":material/logout:"):
-            sign_out()
-            st.rerun()
+        if SETTINGS.dev_signin_allowed:
+            st.caption(":material/science: Development sign-in (demo)")
+        st.button("Sign out", icon=":material/logout:", on_click=end_session)
+
+    @st.fragment(run_every=60)
+    def idle_watch() -> None:
+        if idle_expired():
+            st.rerun(scope="app")  # the full rerun signs the session out and hides the page
+
+    idle_watch()
     pages = [st.Page(p.path, title=p.title, icon=p.icon, default=n == 0) for n, p in enumerate(pages_for(actor))]
     if not pages:
         st.error("Your role has no pages yet; ask your clinic admin.")

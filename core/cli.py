@@ -131,6 +131,16 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    results = _services(settings).audit.verify_all()
+    bad = {clinic: problems for clinic, problems in results.items() if problems}
+    for clinic, problems in bad.items():
+        for problem in problems:
+            print(f"clinic {clinic}: {problem}")
+    print(f"checked {len(results)} clinic(s): " + ("audit trail intact" if not bad else "TAMPERING DETECTED"))
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     acting(sims)
     sims.add_argument("patient_id", metavar="PATIENT_ID")
     sims.set_defaults(func=cmd_simulations)
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check every clinic's hash chain; exit 1 on tampering")
+    verify.set_defaults(func=cmd_audit_verify)
+
     imp = sub.add_parser("import", help="import a simulation (files, recording, itero, staged-3d)")
     acting(imp)
     imp.add_argument("--patient", metavar="PATIENT_ID", help="required unless --series or an iTero match is used")

@@ -43,6 +43,8 @@ class Settings:
     worker_ttl: int = 35
     #: Seconds between watch-folder syncs of the integrations.
     integration_sync_seconds: int = 60
+    #: Minutes without interaction after which a session is signed out and patient data hidden.
+    idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
     dev_signin: bool = False
     #: True when `.streamlit/secrets.toml` has an `[auth]` section (OpenID Connect via st.login).
@@ -109,6 +111,7 @@ def load_settings(
         worker_maintenance_interval=int(get("WORKER_MAINTENANCE_INTERVAL", "30") or 30),
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
         integration_sync_seconds=int(get("INTEGRATION_SYNC_SECONDS", "60") or 60),
+        idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),
         secrets_path=path,

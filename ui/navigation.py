@@ -23,6 +23,8 @@ _PAGES: tuple[tuple[Permission, PageEntry], ...] = (
     (Permission.IMAGING_APPROVE, PageEntry("pages/review.py", "Review", ":material/fact_check:")),
     (Permission.IMAGING_CAPTURE, PageEntry("pages/imports.py", "Import", ":material/upload_file:")),
     (Permission.ADMIN, PageEntry("pages/integrations.py", "Integrations", ":material/sync_alt:")),
+    (Permission.ADMIN, PageEntry("pages/users.py", "Users", ":material/manage_accounts:")),
+    (Permission.ADMIN, PageEntry("pages/audit.py", "Audit", ":material/policy:")),
 )
 
 

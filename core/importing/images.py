@@ -31,7 +31,9 @@ def load_still(data: bytes, *, name: str, limits: ImportLimits = DEFAULT_LIMITS)
 
     `name` is the name the user uploaded (or "frame 3") and is used only in error messages.
     Raises ValidationError for other types (GIF, TIFF, BMP, …), animated or multi-frame files,
-    images over `limits.max_image_pixels`, and truncated or corrupt files.
+    images over `limits.max_image_pixels`, and truncated or corrupt files. Pillow's own
+    process-wide bomb limit (about 89 MP) also refuses anything it flags, so raising
+    `max_image_pixels` above it admits nothing larger.
     """
     kind = sniff(data)
     if kind not in STILL_IMAGE_FORMATS:

@@ -381,9 +381,12 @@ def detect_stage_frames(
             "recording. Trim it to the stage walk-through, or crop to the 3D view so other movement is ignored."
         )
     chosen = _choose(scan, holds)
-    missing = sorted(index for index in chosen if index not in scan.candidates)
-    fetched = _fetch(path, info, missing, threads) if missing else {}
-    frames = {**scan.candidates, **fetched}
+    # Release the decoded frames no hold needs before a possible second pass.
+    frames = {index: scan.candidates[index] for index in chosen if index in scan.candidates}
+    scan.candidates.clear()
+    missing = sorted(index for index in chosen if index not in frames)
+    if missing:
+        frames.update(_fetch(path, info, missing, threads))
     result = []
     for (start, end), index in zip(holds, chosen, strict=True):
         rgb = _to_rgb(frames[index], box)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -110,6 +111,40 @@ class AuditRepository(Repository):
                         limit: int = 200) -> list[AuditEvent]:
         query = self._scope(clinic_id, simulationId={"$in": [to_oid(s, "simulation") for s in simulation_ids]},
                             action={"$in": list(actions)})
+        return [_from_doc(d) for d in self._col.find(query).sort("seq", DESCENDING).limit(limit)]
+
+    def verify(self, clinic_id: str) -> list[str]:
+        """Problems in the clinic's chain: edited events (hash mismatch), deleted or reordered ones."""
+        problems = []
+        previous_hash, expected_seq = "", 1
+        for doc in self._col.find(self._scope(clinic_id)).sort("seq", ASCENDING):
+            body = {
+                "clinicId": str(doc["clinicId"]), "seq": doc["seq"], "action": doc["action"],
+                "outcome": doc["outcome"], "at": doc["atIso"], "userId": opt_str(doc.get("userId")),
+                "role": doc.get("role"), "patientId": opt_str(doc.get("patientId")),
+                "simulationId": opt_str(doc.get("simulationId")), "details": doc.get("details") or {},
+            }
+            if doc["seq"] != expected_seq:
+                problems.append(f"event {expected_seq} is missing (next found: {doc['seq']})")
+            if doc.get("prevHash") != previous_hash:
+                problems.append(f"event {doc['seq']} does not follow the event before it")
+            if event_hash(doc.get("prevHash", ""), body) != doc.get("hash"):
+                problems.append(f"event {doc['seq']} was altered after it was written")
+            previous_hash, expected_seq = doc.get("hash", ""), doc["seq"] + 1
+        return problems
+
+    def search(self, clinic_id: str, *, user_id: str | None = None, patient_id: str | None = None,
+               action: str | None = None, since: datetime | None = None, until: datetime | None = None,
+               limit: int = 1000) -> list[AuditEvent]:
+        query = self._scope(clinic_id)
+        if user_id:
+            query["userId"] = to_oid(user_id, "user")
+        if patient_id:
+            query["patientId"] = to_oid(patient_id, "patient")
+        if action:
+            query["action"] = action
+        if since or until:
+            query["at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v}
         return [_from_doc(d) for d in self._col.find(query).sort("seq", DESCENDING).limit(limit)]
 
     def list(self, clinic_id: str, *, limit: int = 200) -> list[AuditEvent]:

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -96,6 +96,8 @@ class UserRepository(Repository):
             "name": name,
             "role": role.value,
             "active": True,
+            "issuer": None,
+            "subject": None,
             "createdAt": utcnow(),
         }
         try:
@@ -106,6 +108,33 @@ class UserRepository(Repository):
 
     def get(self, clinic_id: str, user_id: str) -> User:
         return self._from_doc(self._find_one(clinic_id, user_id))
+
+    def update(self, clinic_id: str, user_id: str, *, role: Role | None = None, active: bool | None = None) -> User:
+        changes: dict[str, Any] = {}
+        if role is not None:
+            changes["role"] = role.value
+        if active is not None:
+            changes["active"] = active
+        doc = self._col.find_one_and_update(self._scope(clinic_id, _id=to_oid(user_id, "user")), {"$set": changes},
+                                            return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise NotFoundError(f"No user with id {user_id} in your clinic.")
+        return self._from_doc(doc)
+
+    def find_by_identity(self, issuer: str, subject: str) -> User | None:
+        """The sign-in boundary for OpenID Connect: (issuer, subject) identifies a person."""
+        doc = self._col.find_one({"issuer": issuer, "subject": subject})
+        return self._from_doc(doc) if doc else None
+
+    def bind_identity(self, user_id: str, issuer: str, subject: str) -> User | None:
+        """Bind an invited user (no identity yet) to (issuer, subject), once. None if already bound."""
+        try:
+            doc = self._col.find_one_and_update(
+                {"_id": to_oid(user_id, "user"), "subject": None},
+                {"$set": {"issuer": issuer, "subject": subject}}, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            return None
+        return self._from_doc(doc) if doc else None
 
     def list(self, clinic_id: str) -> list[User]:
         cursor = self._col.find(self._scope(clinic_id)).sort("email", ASCENDING)

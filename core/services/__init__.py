@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
+from core.services.audit import AuditService
 from core.services.imports import ImportService
 from core.services.integrations import IntegrationService
 from core.services.patients import PatientService
@@ -27,6 +28,7 @@ class Services:
     imports: ImportService
     review: ReviewService
     integrations: IntegrationService
+    audit: AuditService
 
 
 def build_services(settings: Settings) -> Services:
@@ -45,4 +47,5 @@ def services_for(infra: Infrastructure) -> Services:
         imports=imports,
         review=ReviewService(infra),
         integrations=IntegrationService(infra, imports),
+        audit=AuditService(infra),
     )

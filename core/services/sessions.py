@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.domain import Clinic, Permission, User
-from core.errors import NotFoundError, PermissionDeniedError
+from core.domain import Clinic, Permission, Role, User
+from core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
 
@@ -39,6 +39,49 @@ class SessionService:
         self._infra.audit.append(actor.clinic_id, action="signin", user_id=actor.id,
                                  role=actor.role.value, details={"method": "development"})
         return actor
+
+    def oidc_signin(self, *, issuer: str, subject: str, email: str | None, email_verified: bool) -> Actor:
+        """Map an OpenID Connect identity to a user: by (issuer, subject) only.
+
+        An invited user (created by an admin, no identity yet) is bound on their first sign-in when
+        the provider vouches for the same e-mail (email_verified); from then on only that
+        (issuer, subject) signs in as them — another identity with the same e-mail gets no access.
+        """
+        user = self._infra.users.find_by_identity(issuer, subject)
+        if user is None and email and email_verified:
+            invited = [u for u in self._infra.users.find_by_email(email) if u.subject is None and u.active]
+            if len(invited) == 1:
+                user = self._infra.users.bind_identity(invited[0].id, issuer, subject)
+        if user is None:
+            raise PermissionDeniedError("You have no access to Treatment Simulation Studio yet; ask your clinic "
+                                        "admin to invite you.")
+        actor = self.load_actor(user.id)
+        self._infra.audit.append(actor.clinic_id, action="signin", user_id=actor.id, role=actor.role.value,
+                                 details={"method": "oidc", "issuer": issuer, "subject": subject})
+        return actor
+
+    def signed_out(self, actor: Actor, reason: str) -> None:
+        self._infra.audit.append(actor.clinic_id, action="signout", user_id=actor.id, role=actor.role.value,
+                                 details={"reason": reason})
+
+    # --- admin: users of the clinic -----------------------------------------------------------------
+    def invite(self, actor: Actor, *, email: str, name: str, role: Role) -> User:
+        actor.require(Permission.ADMIN)
+        if "@" not in email or not name.strip():
+            raise ValidationError("Give the person's e-mail address and name.")
+        user = self._infra.users.create(actor.clinic_id, email=email, name=name.strip(), role=role)
+        self._infra.audit.append(actor.clinic_id, action="user.invited", user_id=actor.id, role=actor.role.value,
+                                 details={"userId": user.id, "role": role.value})
+        return user
+
+    def update_user(self, actor: Actor, user_id: str, *, role: Role | None = None, active: bool | None = None) -> User:
+        actor.require(Permission.ADMIN)
+        if user_id == actor.id and (active is False or (role is not None and role is not Role.ADMIN)):
+            raise ValidationError("You cannot disable yourself or remove your own admin role; ask another admin.")
+        user = self._infra.users.update(actor.clinic_id, user_id, role=role, active=active)
+        self._infra.audit.append(actor.clinic_id, action="user.updated", user_id=actor.id, role=actor.role.value,
+                                 details={"userId": user_id, "role": role.value if role else None, "active": active})
+        return user
 
     def load_actor(self, user_id: str) -> Actor:
         """The user as the database has it now; a disabled or deleted user is refused."""

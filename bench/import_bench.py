@@ -1,0 +1,77 @@
+"""Import speed, measured in one run.
+
+- recording_import_x_realtime: a generated 60 s 1920x1080 30 fps H.264 screen recording with 40
+  stage holds goes through the real import analysis (probe, stage detection, staging of the
+  candidate frames); the figure is video seconds / wall seconds (goal >= 10).
+- staged3d_render_ms_per_frame: two generated arches of ~150k triangles each, rendered at
+  1920x1080 (SSAA 2) from the five clinical views for 6 stages; wall ms per view image,
+  excluding the one-off renderer set-up.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from _harness import bench_services
+
+from core.domain import ImportSource, ImportState, Role
+from core.importing.testing import make_test_recording
+from core.permissions import Actor
+from core.services.imports import Upload
+
+SECONDS = 60
+
+
+def recording_x_realtime() -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp, bench_services() as (services, _env):
+        video = Path(tmp) / "capture.mp4"
+        # 40 stages × (0.8 s hold + 0.7 s movement) = 60 s
+        make_test_recording(video, stages=40, size=(1920, 1080), fps=30, hold_s=0.8, move_s=0.7)
+        infra = services.infra
+        clinic = infra.clinics.create(name="Bench", slug="bench")
+        user = infra.users.create(clinic.id, email="c@bench.test", name="C", role=Role.COORDINATOR)
+        patient = infra.patients.create(clinic.id, first_name="B", last_name="Bench", date_of_birth=date(2000, 1, 1),
+                                        chart_number="B-1")
+        record = services.imports.start(Actor(user), source=ImportSource.RECORDING, patient_id=patient.id,
+                                        uploads=[Upload("capture.mp4", video.read_bytes())], name="Bench",
+                                        queue_analysis=False)
+        start = time.perf_counter()
+        analysed = services.imports.analyze(clinic.id, record.id)
+        elapsed = time.perf_counter() - start
+        assert analysed.state is ImportState.PREVIEW, analysed.error
+        return SECONDS / elapsed, len(analysed.candidates)
+
+
+def staged3d_ms_per_frame() -> float | None:
+    from core.importing.mesh_testing import make_arch_mesh
+    from core.importing.meshes import RenderSpec, StageRenderer, rendering_available
+
+    if rendering_available() is not None:
+        print(f"staged 3D: SKIPPED, {rendering_available()}")
+        return None
+    stages = 6
+    meshes = [{arch: make_arch_mesh(arch, s, stages, triangles=150_000) for arch in ("upper", "lower")}
+              for s in range(stages)]
+    with StageRenderer(RenderSpec(width=1920, height=1080), meshes[0]) as renderer:
+        renderer.render(meshes[0])  # warm-up: first upload and shader compilation
+        start = time.perf_counter()
+        images = 0
+        for stage in meshes:
+            images += len(renderer.render(stage))
+        return (time.perf_counter() - start) * 1000 / images
+
+
+def main() -> None:
+    ratio, stages = recording_x_realtime()
+    print(f"recording: {SECONDS} s 1080p30 H.264, {stages} stages detected, {ratio:.1f}x real time")
+    ms = staged3d_ms_per_frame()
+    print(f"recording_import_x_realtime: {ratio:.1f}")
+    if ms is not None:
+        print(f"staged3d_render_ms_per_frame: {ms:.0f}")
+
+
+if __name__ == "__main__":
+    main()
