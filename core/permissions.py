@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from core.domain import Permission, Role, User
 from core.errors import PermissionDeniedError
@@ -30,6 +31,8 @@ class Actor:
     """The signed-in user acting on a service call, as loaded from the database for this request."""
 
     user: User
+    #: Called with the missing permission before a refusal is raised (the audit trail records it).
+    on_denied: Callable[[Actor, Permission], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -57,6 +60,8 @@ class Actor:
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
+            if self.on_denied is not None:
+                self.on_denied(self, permission)
             raise PermissionDeniedError(
                 f"Your role ({self.user.role.value}) does not include {permission.value}; "
                 "ask your clinic admin if you need it."

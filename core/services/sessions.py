@@ -91,7 +91,11 @@ class SessionService:
             raise PermissionDeniedError("Your account no longer exists; sign in again.") from exc
         if not user.active:
             raise PermissionDeniedError("Your account is disabled; ask your clinic admin.")
-        return Actor(user)
+        return Actor(user, on_denied=self._audit_denial)
+
+    def _audit_denial(self, actor: Actor, permission: Permission) -> None:
+        self._infra.audit.append(actor.clinic_id, action="permission.denied", outcome="refused", user_id=actor.id,
+                                 role=actor.role.value, details={"permission": permission.value})
 
     def actor_by_email(self, email: str, clinic_slug: str | None = None) -> Actor:
         """The CLI's `--as EMAIL`: exactly one active user must match."""
