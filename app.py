@@ -53,7 +53,9 @@ def oidc_session() -> None:
     try:
         actor = services().sessions.oidc_signin(
             issuer=str(st.user.get("iss", "")), subject=str(st.user.get("sub", "")),
-            email=st.user.get("email"), email_verified=bool(st.user.get("email_verified", False)))
+            email=st.user.get("email"),
+            # Some providers send the claim as a string, and bool("false") is True.
+            email_verified=st.user.get("email_verified") in (True, "true"))
     except PermissionDeniedError:
         return  # sign_in_page explains
     st.session_state[USER_KEY] = actor.id

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -35,19 +34,11 @@ def build_worker(settings: Settings, *, name: str | None = None) -> Worker:
     )
 
 
-def reconcile(settings: Settings) -> int:
-    """Queue work recorded while Redis was unreachable, and make sure integration syncs are scheduled."""
-    from core.jobs import sync_integrations
+def reconcile(settings: Settings) -> None:
+    """Start the maintenance cycle (it re-queues stranded work and keeps rescheduling itself)."""
+    from core.jobs import schedule_maintenance
 
-    services = services_for(build_infrastructure(settings))
-    queued = sum(
-        services.simulations.reconcile_renditions(clinic_id)
-        for clinic_id in services.infra.clinics.list_ids()
-    )
-    bucket = int(time.time() // settings.integration_sync_seconds)
-    queue(services.infra.redis, "imports").enqueue(sync_integrations, job_id=f"integrations-sync-{bucket}",
-                                                   description="integrations sync", job_timeout=1800)
-    return queued
+    schedule_maintenance(services_for(build_infrastructure(settings)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        queued = reconcile(settings)
-        if queued:
-            logging.getLogger("worker").info("re-queued %d pending job(s)", queued)
+        reconcile(settings)
         worker = build_worker(settings, name=args.name)
     except StudioError as exc:
         print(f"worker: {exc}", file=sys.stderr)

@@ -41,8 +41,10 @@ class Settings:
     worker_maintenance_interval: int = 30
     #: A dead worker's key expires after this many seconds; its started jobs are then cleaned up.
     worker_ttl: int = 35
-    #: Seconds between watch-folder syncs of the integrations.
-    integration_sync_seconds: int = 60
+    #: Seconds between maintenance runs: watch-folder syncs, re-queueing exports whose worker died or
+    #: that were recorded while Redis was down. With the 30 s render lease, a dead render is queued
+    #: again within about a minute.
+    maintenance_seconds: int = 30
     #: Minutes without interaction after which a session is signed out and patient data hidden.
     idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
@@ -110,7 +112,7 @@ def load_settings(
         worker_monitoring_interval=int(get("WORKER_MONITORING_INTERVAL", "10") or 10),
         worker_maintenance_interval=int(get("WORKER_MAINTENANCE_INTERVAL", "30") or 30),
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
-        integration_sync_seconds=int(get("INTEGRATION_SYNC_SECONDS", "60") or 60),
+        maintenance_seconds=int(get("MAINTENANCE_SECONDS", "30") or 30),
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),

@@ -49,6 +49,8 @@ class ExportType(CoerciveEnum):
     GIF = "GIF"
     COMPARISON = "COMPARISON"
     PDF = "PDF"
+    #: The seed's "export simulation assets" (POST /simulations/:id/export): frames + manifest as a ZIP.
+    ASSETS = "ASSETS"
 
 
 class Role(CoerciveEnum):
@@ -253,6 +255,17 @@ class TreatmentSimulation:
         return (self.clinicId, self.patientId, self.treatmentId, self.simulationType.value)
 
 
+class ExportState(CoerciveEnum):
+    """Lifecycle of a rendered export. Snapshots and comparisons are made inline and start DONE."""
+
+    PENDING = "PENDING"  # recorded, but Redis was unreachable: the reconciler queues it
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
 @dataclass(frozen=True)
 class SimulationExport:
     id: str
@@ -270,6 +283,21 @@ class SimulationExport:
     pdfUrl: str | None = None
     beforeImageId: str | None = None
     comparisonUrl: str | None = None
+    state: ExportState = ExportState.DONE
+    progress: int = 100
+    step: str = ""
+    error: str | None = None
+    attempts: int = 0
+    cancelRequested: bool = False
+    updatedAt: datetime | None = None
+
+    @property
+    def asset_id(self) -> str | None:
+        """The produced file's gallery asset (URLs are `asset://<id>`)."""
+        for url in (self.videoUrl, self.gifUrl, self.pdfUrl, self.imageUrl, self.comparisonUrl):
+            if url:
+                return url.removeprefix("asset://")
+        return None
 
 
 @dataclass(frozen=True)

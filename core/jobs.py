@@ -38,6 +38,13 @@ def make_renditions(clinic_id: str, simulation_id: str) -> int:
     return sim.frameCount
 
 
+def render_export(clinic_id: str, export_id: str) -> str:
+    """Render a queued export (video, GIF, PDF, frames ZIP) and commit it to the patient's record."""
+    job = get_current_job()
+    final = job is None or not job.retries_left
+    return services().exports.run(clinic_id, export_id, final_attempt=final).state.value
+
+
 def analyze_import(clinic_id: str, import_id: str) -> str:
     """Read and check an import's files and propose its frames (state PREVIEW or FAILED)."""
     record = services().imports.analyze(clinic_id, import_id, progress=_report)
@@ -50,21 +57,33 @@ def commit_import(clinic_id: str, import_id: str) -> str:
     return record.state.value
 
 
-def sync_integrations() -> int:
-    """Pick up new exports from every enabled drop folder, then schedule the next run."""
+def maintenance() -> int:
+    """Sync drop folders and re-queue stranded work, then schedule the next run. Returns work picked up."""
+    svc = services()
+    try:
+        picked = svc.integrations.sync_all()
+        for clinic_id in svc.infra.clinics.list_ids():
+            picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
+        return picked
+    finally:
+        schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)
+
+
+def schedule_maintenance(svc: Services, *, delay: int = 0) -> None:
+    """Queue the next maintenance run; one per time bucket, however many workers ask."""
     from datetime import timedelta
 
     from core.queueing import queue
 
-    svc = services()
-    try:
-        return svc.integrations.sync_all()
-    finally:
-        interval = svc.infra.settings.integration_sync_seconds
-        bucket = int(time.time() // interval) + 1
-        queue(svc.infra.redis, "imports").enqueue_in(
-            timedelta(seconds=interval), sync_integrations, job_id=f"integrations-sync-{bucket}",
-            description="integrations sync", job_timeout=1800)
+    interval = svc.infra.settings.maintenance_seconds
+    bucket = int((time.time() + delay) // interval)
+    target = queue(svc.infra.redis, "interactive")
+    kwargs = {"job_id": f"maintenance-{bucket}", "description": "maintenance", "job_timeout": 1800,
+              "result_ttl": 600, "failure_ttl": 86400}
+    if delay:
+        target.enqueue_in(timedelta(seconds=delay), maintenance, **kwargs)
+    else:
+        target.enqueue(maintenance, **kwargs)
 
 
 def render_demo_simulation(clinic_id: str, patient_id: str, treatment_id: str, index: str, profile: str) -> int:

@@ -24,6 +24,11 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
     "renditions": {"queue": "renditions", "timeout": 600, "retry": Retry(max=3, interval=[5, 15, 60])},
     "imports": {"queue": "imports", "timeout": 3600, "retry": Retry(max=2, interval=[10, 30])},
     "demo": {"queue": "imports", "timeout": 1800, "retry": Retry(max=2, interval=[10, 30])},
+    # Rendered exports: per-type timeouts (never RQ's 180 s default), retried after a crash.
+    "export-video": {"queue": "exports", "timeout": 3600, "retry": Retry(max=2, interval=[5, 30])},
+    "export-gif": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
+    "export-pdf": {"queue": "exports", "timeout": 900, "retry": Retry(max=2, interval=[5, 30])},
+    "export-assets": {"queue": "exports", "timeout": 900, "retry": Retry(max=2, interval=[5, 30])},
     "ping": {"queue": "interactive", "timeout": 30, "retry": None},
 }
 

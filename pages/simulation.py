@@ -8,6 +8,7 @@ from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.manage import history, manage
+from ui.render_widgets import FOLLOW_KEY, export_progress, follow, render_request_form
 from ui.viewer import current_frame_index, frame_viewer
 from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
@@ -36,5 +37,11 @@ try:
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save snapshot", type="primary",
                                                                   icon=":material/save:"):
                 export_result(actor, services().visuals.export_snapshot(actor, sim.id, spec))
+        if actor.can(Permission.IMAGING_EXPORT) and st.toggle("Video, GIF, PDF or frames", key="render-open"):
+            request = render_request_form(actor, sim)
+            if request is not None:
+                follow(services().exports.request(actor, sim.id, request))
+            for export_id in st.session_state.get(FOLLOW_KEY, [])[:5]:
+                export_progress(actor, export_id)
 except StudioError as exc:
     show_error(exc)

@@ -11,7 +11,7 @@ from core.domain import Role, SimulationType
 from tests.factories import make_clinic, new_frames
 
 APP = PROJECT_ROOT / "app.py"
-PAGES = ("pages/patients.py", "pages/simulation.py", "pages/compare.py", "pages/gallery.py")
+PAGES = ("pages/patients.py", "pages/simulation.py", "pages/compare.py", "pages/gallery.py", "pages/exports.py")
 
 
 @pytest.fixture
@@ -90,10 +90,10 @@ def test_role_specific_pages_load(app_env, world, role, page):
 
 
 @pytest.mark.parametrize(("role", "titles"), [
-    (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Import"]),
-    (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Review", "Import"]),
-    (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery"]),
-    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Integrations", "Users", "Audit"]),
+    (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Import"]),
+    (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Review", "Import"]),
+    (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery", "Exports"]),
+    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit"]),
 ])
 def test_navigation_offers_only_the_pages_a_role_may_use(world, role, titles):
     from ui.navigation import pages_for

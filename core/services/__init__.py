@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
 from core.services.audit import AuditService
+from core.services.exports import ExportService
 from core.services.imports import ImportService
 from core.services.integrations import IntegrationService
 from core.services.patients import PatientService
@@ -29,6 +30,7 @@ class Services:
     review: ReviewService
     integrations: IntegrationService
     audit: AuditService
+    exports: ExportService
 
 
 def build_services(settings: Settings) -> Services:
@@ -38,14 +40,16 @@ def build_services(settings: Settings) -> Services:
 def services_for(infra: Infrastructure) -> Services:
     simulations = SimulationService(infra)
     imports = ImportService(infra, simulations)
+    visuals = VisualService(infra)
     return Services(
         infra=infra,
         sessions=SessionService(infra),
         patients=PatientService(infra),
         simulations=simulations,
-        visuals=VisualService(infra),
+        visuals=visuals,
         imports=imports,
         review=ReviewService(infra),
         integrations=IntegrationService(infra, imports),
         audit=AuditService(infra),
+        exports=ExportService(infra, visuals),
     )

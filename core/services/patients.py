@@ -88,6 +88,10 @@ class PatientService:
             actor.clinic_id, patient.id, kinds=(AssetKind.PHOTO, AssetKind.SCAN)
         )
 
+    def asset(self, actor: Actor, asset_id: str) -> ImagingAsset:
+        actor.require(Permission.IMAGING_VIEW)
+        return self._infra.assets.get(actor.clinic_id, asset_id)
+
     def asset_bytes(self, actor: Actor, asset_id: str) -> bytes:
         actor.require(Permission.IMAGING_VIEW)
         asset = self._infra.assets.get(actor.clinic_id, asset_id)

@@ -110,7 +110,7 @@ class SessionService:
 
     def clinic_users(self, actor: Actor) -> list[User]:
         """The users of the actor's clinic (admins manage them; pickers choose among them)."""
-        if not (actor.can(Permission.ADMIN) or actor.can(Permission.IMAGING_CAPTURE)):
+        if not (actor.can(Permission.ADMIN) or actor.can(Permission.IMAGING_VIEW)):
             actor.require(Permission.ADMIN)
         return self._infra.users.list(actor.clinic_id)
 

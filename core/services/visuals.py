@@ -209,7 +209,7 @@ class VisualService:
         asset_id = frame.displayAssetId if preview and frame.displayAssetId else frame.assetId
         return self._asset_pixels(sim.clinicId, asset_id)
 
-    def _before_pixels(self, actor: Actor, sim: TreatmentSimulation, before: BeforeRef) -> tuple[np.ndarray, str]:
+    def before_pixels(self, actor: Actor, sim: TreatmentSimulation, before: BeforeRef) -> tuple[np.ndarray, str]:
         """Full-resolution 'before' pixels and the asset id that identifies them."""
         if before.frame_index is not None:
             frame = self._frame(sim, before.frame_index)
@@ -222,7 +222,7 @@ class VisualService:
         return self._asset_pixels(actor.clinic_id, asset.id), asset.id
 
     # --- overlays --------------------------------------------------------------------------------
-    def _overlay_spec(self, actor: Actor, sim: TreatmentSimulation, overlays: Overlays,
+    def overlay_spec(self, actor: Actor, sim: TreatmentSimulation, overlays: Overlays,
                       stage_text: str | None) -> OverlaySpec:
         clinic = self._infra.clinics.get(actor.clinic_id)
         patient_text = None
@@ -256,7 +256,7 @@ class VisualService:
         frame = self._frame(sim, spec.frame_index)
         size = self._preview_size(spec.output) if preview else spec.output.pixels
         canvas = fit(self._frame_pixels(sim, frame, preview=preview), size)
-        return apply_overlays(canvas, self._overlay_spec(actor, sim, spec.overlays, self._stage_text(sim, frame)))
+        return apply_overlays(canvas, self.overlay_spec(actor, sim, spec.overlays, self._stage_text(sim, frame)))
 
     def export_snapshot(self, actor: Actor, simulation_id: str, spec: SnapshotSpec) -> ExportResult:
         sim = self._sim(actor, simulation_id, Permission.IMAGING_EXPORT)
@@ -273,7 +273,7 @@ class VisualService:
         sim = self._sim(actor, simulation_id, Permission.IMAGING_VIEW if preview else Permission.IMAGING_EXPORT)
         frames = [self._frame(sim, i) for i in request.predicted]
         predicted = [self._frame_pixels(sim, f, preview=preview) for f in frames]
-        before, _ = self._before_pixels(actor, sim, request.before)
+        before, _ = self.before_pixels(actor, sim, request.before)
         reference = self._frame_pixels(sim, frames[-1], preview=False)  # alignment is defined at full size
         if request.alignment is not None:
             before = self._warp(before, request.alignment, reference.shape, predicted[-1].shape)
@@ -289,7 +289,7 @@ class VisualService:
         size = self._preview_size(request.output) if preview else request.output.pixels
         canvas = compose([before, *predicted], spec, size)
         reserved = title_band_height(*size) if spec.has_title_band else 0  # captions stay below the title
-        return apply_overlays(canvas, self._overlay_spec(actor, sim, request.overlays, None), reserved_top=reserved)
+        return apply_overlays(canvas, self.overlay_spec(actor, sim, request.overlays, None), reserved_top=reserved)
 
     @staticmethod
     def _warp(before: np.ndarray, alignment: Alignment, reference_shape: tuple[int, ...],
@@ -304,7 +304,7 @@ class VisualService:
 
     def export_comparison(self, actor: Actor, simulation_id: str, request: ComparisonRequest) -> ExportResult:
         sim = self._sim(actor, simulation_id, Permission.IMAGING_EXPORT)
-        before_id = self._before_pixels(actor, sim, request.before)[1]
+        before_id = self.before_pixels(actor, sim, request.before)[1]
         first, last = min(request.predicted), max(request.predicted)
         return self._save(
             actor, sim, ExportType.COMPARISON, request, FrameRange(first, last),
@@ -317,20 +317,20 @@ class VisualService:
     def auto_alignment(self, actor: Actor, simulation_id: str, before: BeforeRef, predicted_index: int) -> Alignment:
         """Automatic alignment of 'before' onto the predicted frame, with a confidence (0..1)."""
         sim = self._sim(actor, simulation_id, Permission.IMAGING_VIEW)
-        pixels, _ = self._before_pixels(actor, sim, before)
+        pixels, _ = self.before_pixels(actor, sim, before)
         return auto_align(pixels, self._frame_pixels(sim, self._frame(sim, predicted_index), preview=False))
 
     def remembered_alignment(self, actor: Actor, simulation_id: str, before: BeforeRef,
                              predicted_index: int) -> Alignment | None:
         sim = self._sim(actor, simulation_id, Permission.IMAGING_VIEW)
-        _, before_id = self._before_pixels(actor, sim, before)
+        _, before_id = self.before_pixels(actor, sim, before)
         stored = self._infra.alignments.get(actor.clinic_id, before_id, self._frame(sim, predicted_index).assetId)
         return Alignment.from_dict(stored) if stored else None
 
     def remember_alignment(self, actor: Actor, simulation_id: str, before: BeforeRef, predicted_index: int,
                            alignment: Alignment) -> None:
         sim = self._sim(actor, simulation_id, Permission.IMAGING_VIEW)
-        _, before_id = self._before_pixels(actor, sim, before)
+        _, before_id = self.before_pixels(actor, sim, before)
         self._infra.alignments.save(actor.clinic_id, before_id, self._frame(sim, predicted_index).assetId,
                                     alignment.to_dict(), actor.id)
 

@@ -1,0 +1,473 @@
+"""Rendered exports (video, GIF, print PDF, frames ZIP) as reliable background jobs.
+
+The page asks `request`: the spec is validated, a `SimulationExport` is recorded QUEUED (or PENDING
+when Redis is down) and a job whose only argument is the export id is queued. Identical requests
+(same version, type and settings) attach to the existing export — the unique request key makes that
+hold under double clicks in two tabs. The job re-checks permission and clinic scope, renders to a
+temp file, and commits the asset and the export record in one transaction. A lease, renewed with
+every progress report, lets the maintenance job spot a render whose worker died and queue it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bson import ObjectId
+from pymongo.client_session import ClientSession
+from pymongo.errors import DuplicateKeyError
+
+from core.domain import (
+    AssetKind,
+    ExportState,
+    ExportType,
+    FrameRange,
+    Permission,
+    SimulationExport,
+    TreatmentSimulation,
+)
+from core.errors import NotFoundError, ServiceUnavailableError, StudioError, ValidationError
+from core.imaging import decode_rgb
+from core.infra import Infrastructure
+from core.permissions import Actor
+from core.queueing import enqueue
+from core.services.visuals import Overlays, VisualService
+
+log = logging.getLogger(__name__)
+LEASE_SECONDS = 30
+RENDERED_TYPES = (ExportType.VIDEO, ExportType.GIF, ExportType.PDF, ExportType.ASSETS)
+ACTIVE_STATES = (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)
+CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif", "pdf": "application/pdf",
+                 "zip": "application/zip"}
+URL_FIELDS = {ExportType.VIDEO: "videoUrl", ExportType.GIF: "gifUrl", ExportType.PDF: "pdfUrl",
+              ExportType.ASSETS: "imageUrl"}
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render. Plain values only: it is stored as the export's settings and rebuilt by the job."""
+
+    export_type: ExportType
+    view: str | None = None
+    first_stage: int | None = None
+    last_stage: int | None = None
+    preset: str = "1080p"
+    fps: int = 30
+    seconds_per_stage: float = 0.5
+    transition: str = "crossfade"
+    hold_final_seconds: float = 1.5
+    title_card: bool = True
+    end_card: bool = True
+    codec: str = "h264"
+    wipe_of: str | None = None  # a saved COMPARISON export: render its before/predicted wipe instead
+    gif_max_megabytes: float = 5.0
+    paper: str = "a4"
+    orientation: str = "portrait"
+    overlays: Overlays = Overlays()
+
+    def __post_init__(self) -> None:
+        if self.export_type not in RENDERED_TYPES:
+            raise ValidationError(f"{self.export_type.value} exports are made on the Compare page, not rendered here.")
+
+    def settings(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "overlays"}
+        data["export_type"] = self.export_type.value
+        data["overlays"] = dict(self.overlays.__dict__)
+        return data
+
+    @classmethod
+    def from_settings(cls, data: dict[str, Any]) -> RenderRequest:
+        values = dict(data)
+        values["export_type"] = ExportType.coerce(values["export_type"])
+        values["overlays"] = Overlays(**values.get("overlays", {}))
+        return cls(**values)
+
+
+class ExportService:
+    def __init__(self, infra: Infrastructure, visuals: VisualService) -> None:
+        self._infra = infra
+        self._visuals = visuals
+
+    # --- requests ---------------------------------------------------------------------------------------
+    def request(self, actor: Actor, simulation_id: str, request: RenderRequest) -> SimulationExport:
+        """Validate, record and queue (or attach to an identical earlier request)."""
+        actor.require(Permission.IMAGING_EXPORT)
+        sim = self._infra.simulations.get(actor.clinic_id, simulation_id)
+        if actor.approved_only and not sim.isApproved:
+            raise NotFoundError("Presenters can export approved versions only.")
+        frame_range = self._validate(actor, sim, request)
+        settings = {**request.settings(), "approved": sim.isApproved}
+        key = hashlib.sha256(json.dumps({"simulationId": sim.id, "version": sim.version, "revision": sim.revision,
+                                         "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()
+        existing = self._infra.exports.find_by_request_key(actor.clinic_id, key)
+        if existing is not None:
+            return self._reuse(actor, existing)
+        try:
+            export = self._infra.exports.create(
+                actor.clinic_id, simulation_id=sim.id, export_type=request.export_type, settings=settings,
+                frame_range=frame_range, created_by=actor.id, name=self._name(request, sim),
+                before_image_id=None, request_key=key, state=ExportState.QUEUED)
+        except DuplicateKeyError:  # the same request from another tab won the race
+            existing = self._infra.exports.find_by_request_key(actor.clinic_id, key)
+            if existing is None:
+                raise
+            return self._reuse(actor, existing)
+        self._infra.audit.append(actor.clinic_id, action="export.requested", user_id=actor.id, role=actor.role.value,
+                                 patient_id=sim.patientId, simulation_id=sim.id,
+                                 details={"type": request.export_type.value, "exportId": export.id,
+                                          "version": sim.version})
+        return self._enqueue(export)
+
+    def _reuse(self, actor: Actor, existing: SimulationExport) -> SimulationExport:
+        if existing.state in (ExportState.FAILED, ExportState.CANCELLED):
+            return self.retry(actor, existing.id)
+        return existing
+
+    def _validate(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest) -> FrameRange:
+        """Build the real specs once so a bad request fails here, before anything is recorded."""
+        frames = self._frames(sim, request)
+        if request.export_type is ExportType.VIDEO:
+            self._video_spec(request, self._infra.clinics.get(actor.clinic_id).name)
+            if request.wipe_of:
+                wipe = self._infra.exports.get(actor.clinic_id, request.wipe_of)
+                if wipe.exportType is not ExportType.COMPARISON or wipe.simulationId != sim.id:
+                    raise ValidationError("A wipe video is made from a saved comparison of this simulation.")
+        elif request.export_type is ExportType.GIF:
+            self._gif_spec(request)
+        elif request.export_type is ExportType.PDF:
+            self._pdf_spec(request)
+        return FrameRange(frames[0].index, frames[-1].index)
+
+    def _frames(self, sim: TreatmentSimulation, request: RenderRequest) -> list[Any]:
+        view = request.view or sim.views[0]
+        if view not in sim.views:
+            raise ValidationError(f"This version has no {view} view; choose one of {', '.join(sim.views)}.")
+        frames = list(sim.frames_for_view(view))
+        first = frames[0].stage if request.first_stage is None else request.first_stage
+        last = frames[-1].stage if request.last_stage is None else request.last_stage
+        chosen = [f for f in frames if first <= f.stage <= last]
+        if not chosen or first > last:
+            raise ValidationError(f"Stages {first}–{last} are outside this version's stages "
+                                  f"{frames[0].stage}–{frames[-1].stage}.")
+        return chosen
+
+    @staticmethod
+    def _name(request: RenderRequest, sim: TreatmentSimulation) -> str:
+        kind = {ExportType.VIDEO: "Wipe video" if request.wipe_of else "Video", ExportType.GIF: "GIF",
+                ExportType.PDF: "Print PDF", ExportType.ASSETS: "Frames ZIP"}[request.export_type]
+        return f"{kind} · v{sim.version}"
+
+    def _enqueue(self, export: SimulationExport) -> SimulationExport:
+        from core.jobs import render_export
+
+        try:
+            enqueue(self._infra.redis, f"export-{export.exportType.value.lower()}", render_export, export.clinicId,
+                    export.id, job_id=f"export-{export.id}-a{export.attempts}")
+        except ServiceUnavailableError:
+            log.warning("export %s recorded as pending: Redis unreachable", export.id)
+            pending = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.QUEUED,),
+                                                     to=ExportState.PENDING, step="waiting for the job queue")
+            return pending or export
+        return export
+
+    def get(self, actor: Actor, export_id: str) -> SimulationExport:
+        actor.require(Permission.IMAGING_VIEW)
+        export = self._infra.exports.get(actor.clinic_id, export_id)
+        if actor.approved_only and not export.settings.get("approved"):
+            raise NotFoundError("Presenters see exports of approved versions only.")
+        return export
+
+    def recent(self, actor: Actor) -> list[SimulationExport]:
+        actor.require(Permission.IMAGING_VIEW)
+        exports = self._infra.exports.list_recent(actor.clinic_id)
+        return [e for e in exports if not actor.approved_only or e.settings.get("approved")]
+
+    def cancel(self, actor: Actor, export_id: str) -> SimulationExport:
+        actor.require(Permission.IMAGING_EXPORT)
+        export = self._infra.exports.get(actor.clinic_id, export_id)
+        self._infra.exports.request_cancel(actor.clinic_id, export.id)
+        waiting = self._infra.exports.transition(actor.clinic_id, export.id,
+                                                 from_states=(ExportState.PENDING, ExportState.QUEUED),
+                                                 to=ExportState.CANCELLED, step="cancelled")
+        return waiting or self._infra.exports.get(actor.clinic_id, export.id)  # running: the job stops itself
+
+    def retry(self, actor: Actor, export_id: str) -> SimulationExport:
+        actor.require(Permission.IMAGING_EXPORT)
+        export = self._infra.exports.get(actor.clinic_id, export_id)
+        again = self._infra.exports.transition(
+            actor.clinic_id, export.id, from_states=(ExportState.FAILED, ExportState.CANCELLED), to=ExportState.QUEUED,
+            progress=0, step="waiting for a worker", error=None, cancelRequested=False)
+        if again is None:
+            return export
+        return self._enqueue(again)
+
+    # --- maintenance --------------------------------------------------------------------------------------
+    def reconcile(self, clinic_id: str) -> int:
+        """Queue exports left PENDING (Redis was down) or RUNNING with an expired lease (dead worker)."""
+        queued = 0
+        for export in self._infra.exports.in_states(clinic_id, (ExportState.PENDING, ExportState.RUNNING)):
+            again = self._infra.exports.transition(
+                clinic_id, export.id, from_states=(ExportState.PENDING, ExportState.RUNNING), to=ExportState.QUEUED,
+                lease_free_only=True, step="queued again", attempts=export.attempts + 1)
+            if again is not None:
+                self._enqueue(again)
+                queued += 1
+        return queued
+
+    # --- the job --------------------------------------------------------------------------------------
+    def run(self, clinic_id: str, export_id: str, *, final_attempt: bool = True) -> SimulationExport:
+        export = self._infra.exports.get(clinic_id, export_id)  # scoped: a forged id of another clinic is not found
+        if export.state in (ExportState.DONE, ExportState.CANCELLED):
+            return export
+        claimed = self._claim(export)
+        if claimed is None:
+            return self._infra.exports.get(clinic_id, export_id)  # another execution holds it
+        try:
+            actor = Actor(self._infra.users.get(clinic_id, export.createdBy))
+            actor.require(Permission.IMAGING_EXPORT)  # revoked since the request: refuse in the worker too
+            sim = self._infra.simulations.get(clinic_id, export.simulationId)
+            request = RenderRequest.from_settings({k: v for k, v in export.settings.items() if k != "approved"})
+            return self._render(actor, sim, claimed, request)
+        except StudioError as exc:
+            return self._finish_failed(claimed, str(exc))
+        except Exception as exc:
+            log.error("export %s: render failed (%s)", export_id, type(exc).__name__)
+            if final_attempt:
+                self._finish_failed(claimed, "The render failed unexpectedly. Try again; if it keeps failing, "
+                                             "contact support with the export id.")
+            else:
+                self._infra.exports.transition(clinic_id, export_id, from_states=(ExportState.RUNNING,),
+                                               to=ExportState.QUEUED, step="retrying after an error")
+            raise
+
+    def _claim(self, export: SimulationExport) -> SimulationExport | None:
+        deadline = time.monotonic() + LEASE_SECONDS + 5
+        while True:
+            claimed = self._infra.exports.transition(
+                export.clinicId, export.id, from_states=ACTIVE_STATES, to=ExportState.RUNNING, lease_free_only=True,
+                lease_seconds=LEASE_SECONDS, progress=0, step="starting", attempts=export.attempts + 1)
+            if claimed is not None or time.monotonic() > deadline:
+                return claimed
+            time.sleep(1)  # a killed predecessor's lease runs out within LEASE_SECONDS
+
+    def _render(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport,
+                request: RenderRequest) -> SimulationExport:
+        from core.rendering import RenderCancelled
+
+        tmp_dir = self._infra.settings.data_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        extension = self._extension(request)
+        tmp = tmp_dir / f"export-{export.id}.partial.{extension}"  # generated name, never patient data
+        tmp.unlink(missing_ok=True)
+        stopped = False
+
+        def progress(fraction: float, step: str) -> None:
+            nonlocal stopped
+            if not self._infra.exports.report_progress(export.clinicId, export.id, round(100 * fraction), step,
+                                                       LEASE_SECONDS):
+                stopped = True
+
+        try:
+            facts = self._produce(actor, sim, request, tmp, progress, lambda: stopped)
+        except RenderCancelled:
+            tmp.unlink(missing_ok=True)
+            done = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
+                                                  to=ExportState.CANCELLED, step="cancelled")
+            return done or export
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._commit(actor, sim, export, request, tmp, extension, facts)
+
+    @staticmethod
+    def _extension(request: RenderRequest) -> str:
+        if request.export_type is ExportType.VIDEO:
+            return "webm" if request.codec == "vp9" else "mp4"
+        return {ExportType.GIF: "gif", ExportType.PDF: "pdf", ExportType.ASSETS: "zip"}[request.export_type]
+
+    def _commit(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport, request: RenderRequest,
+                tmp: Path, extension: str, facts: dict[str, Any]) -> SimulationExport:
+        data = tmp.read_bytes()
+        blob = self._infra.store.put(data)
+        tmp.unlink(missing_ok=True)
+        asset_id = ObjectId()
+        asset_doc = self._infra.assets.new_document(
+            actor.clinic_id, patient_id=sim.patientId, kind=AssetKind.EXPORT, content_type=CONTENT_TYPES[extension],
+            size=blob.size, sha256=blob.sha256, created_by=export.createdBy, width=facts.get("width"),
+            height=facts.get("height"), label=export.name or request.export_type.value, simulation_id=sim.id,
+            tags=(request.export_type.value.lower(),), asset_id=asset_id, export_id=export.id,
+            details={"simulationVersion": sim.version, "approved": sim.isApproved, **facts})
+
+        def write(session: ClientSession) -> SimulationExport | None:
+            self._infra.assets.insert_many(actor.clinic_id, [asset_doc], session=session)
+            return self._infra.exports.transition(
+                actor.clinic_id, export.id, from_states=(ExportState.RUNNING,), to=ExportState.DONE, progress=100,
+                step="done", error=None, session=session, **{URL_FIELDS[request.export_type]: f"asset://{asset_id}"})
+
+        done = self._infra.transaction(write)
+        if done is None:  # cancelled or taken over meanwhile: nothing was committed
+            if not self._infra.assets.sha256_in_use(blob.sha256):
+                self._infra.store.delete(blob.sha256)
+            return self._infra.exports.get(actor.clinic_id, export.id)
+        self._infra.audit.append(actor.clinic_id, action="export.completed", user_id=export.createdBy,
+                                 role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
+                                 details={"type": request.export_type.value, "exportId": export.id,
+                                          "version": sim.version, "sha256": blob.sha256})
+        return done
+
+    def _finish_failed(self, export: SimulationExport, reason: str) -> SimulationExport:
+        failed = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
+                                                to=ExportState.FAILED, error=reason, step="failed")
+        self._infra.audit.append(export.clinicId, action="export.failed", outcome="failed", user_id=export.createdBy,
+                                 simulation_id=export.simulationId,
+                                 details={"type": export.exportType.value, "exportId": export.id})
+        return failed or export
+
+    # --- producing the file -------------------------------------------------------------------------------
+    def _produce(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest, out: Path,
+                 progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> dict[str, Any]:
+        from core.rendering import RenderCancelled
+
+        frames = self._frames(sim, request)
+        stage_label = self._stage_labeller(sim)
+        clinic = self._infra.clinics.get(actor.clinic_id)
+
+        def pixels(index: int) -> np.ndarray:
+            asset = self._infra.assets.get(actor.clinic_id, frames[index].assetId)
+            return decode_rgb(self._infra.store.get(asset.sha256))
+
+        def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
+            from core.imaging.overlays import apply_overlays
+
+            spec = self._visuals.overlay_spec(actor, sim, request.overlays, stage_label(frames[stage]))
+            return apply_overlays(rgb, spec)
+
+        source = _LazySource(len(frames), pixels)
+        if request.export_type is ExportType.VIDEO:
+            from core.rendering.video import render_video, render_wipe
+
+            spec = self._video_spec(request, clinic.name)
+            if request.wipe_of:
+                before, after = self._wipe_images(actor, sim, request.wipe_of)
+                result = render_wipe(before, after, spec, out, overlay=lambda rgb, _s: overlay(rgb, len(frames) - 1))
+            else:
+                result = render_video(source, spec, out, overlay=overlay, progress=progress, cancelled=cancelled)
+            return {"width": result.width, "height": result.height, "durationSeconds": result.duration_s,
+                    "frames": result.frames, "codec": result.codec}
+        if request.export_type is ExportType.GIF:
+            from core.rendering.gif import render_gif
+
+            result = render_gif(source, self._gif_spec(request), out, overlay=overlay, progress=progress)
+            return {"width": result.width, "height": result.height, "fps": result.fps,
+                    "chosen": list(result.attempts)}
+        if request.export_type is ExportType.PDF:
+            from core.rendering.pdf import render_pdf
+
+            pages = self._pdf_pages(actor, sim, frames, pixels, clinic.name, clinic.showPatientNames)
+            result = render_pdf(pages, self._pdf_spec(request), out, footer=clinic.name, progress=progress)
+            return {"pages": result.pages, "minEffectiveDpi": result.min_effective_dpi}
+        from core.rendering.archive import frames_zip
+
+        items = []
+        for n, frame in enumerate(frames):
+            asset = self._infra.assets.get(actor.clinic_id, frame.assetId)
+            items.append((f"stage-{frame.stage:03d}-{frame.view}.png", self._infra.store.get(asset.sha256)))
+            progress((n + 1) / len(frames), f"frame {n + 1} of {len(frames)}")
+            if cancelled():
+                raise RenderCancelled("The export was cancelled.")
+        manifest = {"simulationId": sim.id, "version": sim.version, "approved": sim.isApproved,
+                    "approvedAt": sim.approvedAt.isoformat() if sim.approvedAt else None,
+                    "exportedAt": datetime.now(UTC).isoformat(), "stages": [f.stage for f in frames]}
+        frames_zip(items, manifest, out)
+        return {"files": len(items)}
+
+    @staticmethod
+    def _stage_labeller(sim: TreatmentSimulation) -> Callable[[Any], str]:
+        last = max(f.stage for f in sim.frames)
+        return lambda frame: f"Stage {frame.stage} of {last}"
+
+    def _video_spec(self, request: RenderRequest, clinic_name: str) -> Any:
+        from core.rendering.cards import TitleCard
+        from core.rendering.video import VideoSpec
+
+        today = datetime.now(UTC).strftime("%d %b %Y")
+        return VideoSpec(
+            preset=request.preset, fps=request.fps, seconds_per_stage=request.seconds_per_stage,
+            transition=request.transition, transition_seconds=min(0.3, request.seconds_per_stage),
+            hold_final_seconds=request.hold_final_seconds, codec=request.codec,
+            title_card=TitleCard((clinic_name, "Treatment simulation", today)) if request.title_card else None,
+            end_card=TitleCard((clinic_name, "Simulated outcome — not a guarantee of results"))
+            if request.end_card else None)
+
+    @staticmethod
+    def _gif_spec(request: RenderRequest) -> Any:
+        from core.rendering.gif import GifSpec
+
+        if not 0.5 <= request.gif_max_megabytes <= 50:
+            raise ValidationError("Choose a GIF size target between 0.5 and 50 MB (5 MB suits e-mail).")
+        return GifSpec(max_bytes=int(request.gif_max_megabytes * 2**20), seconds_per_stage=request.seconds_per_stage,
+                       hold_final_seconds=request.hold_final_seconds)
+
+    @staticmethod
+    def _pdf_spec(request: RenderRequest) -> Any:
+        from core.rendering.pdf import PdfSpec
+
+        return PdfSpec(paper=request.paper, orientation=request.orientation)
+
+    def _pdf_pages(self, actor: Actor, sim: TreatmentSimulation, frames: list[Any],
+                   pixels: Callable[[int], np.ndarray], clinic_name: str, show_names: bool) -> list[Any]:
+        from core.rendering.pdf import PdfPage
+
+        patient = self._infra.patients.get(actor.clinic_id, sim.patientId)
+        who = f"Patient: {patient.firstName} {patient.lastName}" if show_names else f"Patient: {patient.initials}"
+        approval = (f"Approved {sim.approvedAt:%d %b %Y}" if sim.isApproved and sim.approvedAt
+                    else "DRAFT — not approved")
+        first, last = pixels(0), pixels(len(frames) - 1)
+        pages = [PdfPage(kind="cover", title="Treatment simulation",
+                         lines=(clinic_name, who, sim.name, f"Version {sim.version}", approval,
+                                "Simulated outcome — not a guarantee of results")),
+                 PdfPage(kind="comparison", title="Before and predicted", images=(first, last),
+                         captions=(f"Stage {frames[0].stage} (start)", f"Stage {frames[-1].stage} (predicted)"))]
+        picks = sorted({round(i * (len(frames) - 1) / 8) for i in range(9)})
+        pages.append(PdfPage(kind="grid", title="Stages", images=tuple(pixels(i) for i in picks),
+                             captions=tuple(f"Stage {frames[i].stage}" for i in picks), columns=3))
+        if len(sim.views) > 1:
+            last_stage = max(f.stage for f in sim.frames)
+            finals = [f for f in sim.frames if f.stage == last_stage]
+            images = tuple(decode_rgb(self._infra.store.get(self._infra.assets.get(actor.clinic_id, f.assetId).sha256))
+                           for f in finals)
+            pages.append(PdfPage(kind="grid", title="Predicted outcome", images=images,
+                                 captions=tuple(f.view.title() for f in finals), columns=3))
+        return pages
+
+    def _wipe_images(self, actor: Actor, sim: TreatmentSimulation, comparison_id: str) -> tuple[np.ndarray, np.ndarray]:
+        from core.services.visuals import BeforeRef
+
+        comparison = self._infra.exports.get(actor.clinic_id, comparison_id)
+        spec = comparison.settings.get("spec", {})
+        before_spec = spec.get("before", {})
+        before = BeforeRef(asset_id=before_spec.get("asset_id"), frame_index=before_spec.get("frame_index"))
+        predicted = tuple(spec.get("predicted") or (sim.frames[-1].index,))
+        pixels, _ = self._visuals.before_pixels(actor, sim, before)
+        frame = sim.frames[predicted[-1]]
+        after = decode_rgb(self._infra.store.get(self._infra.assets.get(actor.clinic_id, frame.assetId).sha256))
+        return np.ascontiguousarray(pixels), after
+
+
+class _LazySource:
+    """Frames decoded on demand (the renderers fetch each stage once)."""
+
+    def __init__(self, count: int, load: Callable[[int], np.ndarray]) -> None:
+        self.count = count
+        self._load = load
+
+    def get(self, index: int) -> np.ndarray:
+        return self._load(index)

@@ -1,0 +1,31 @@
+"""Every export of the clinic: status, who, when, and the file."""
+
+import streamlit as st
+
+from core.domain import ExportState
+from core.errors import StudioError
+from ui.context import require_actor, services, show_error
+from ui.render_widgets import download_button
+
+actor = require_actor()
+st.title("Exports")
+
+try:
+    exports = services().exports.recent(actor)
+    if not exports:
+        st.info("No exports yet. Make them from a simulation's page or the Compare page.")
+    users = {u.id: u.name for u in services().sessions.clinic_users(actor)}
+    for export in exports:
+        with st.container(border=True):
+            cols = st.columns([3, 2, 2, 2])
+            cols[0].markdown(f"**{export.name or export.exportType.value}**  \n{export.exportType.value.title()}")
+            cols[1].markdown(f"{export.state.value.title()}"
+                             + (f" · {export.progress}%" if export.state is ExportState.RUNNING else ""))
+            cols[2].caption(f"{users.get(export.createdBy, 'a colleague')}  \n{export.createdAt:%Y-%m-%d %H:%M} UTC")
+            with cols[3]:
+                if export.state is ExportState.DONE:
+                    download_button(actor, export)
+                elif export.state is ExportState.FAILED:
+                    st.caption(export.error or "failed")
+except StudioError as exc:
+    show_error(exc)
