@@ -12,7 +12,7 @@ import pytest
 from core.domain import ImportSource, ImportState, Role
 from core.imaging import encode_png
 from core.services.imports import Upload
-from core.services.visuals import Overlays, OutputSpec, SnapshotSpec
+from core.services.visuals import OutputSpec, Overlays, SnapshotSpec
 from tests.conftest import wait_until
 from tests.factories import gradient_frame, make_clinic
 

@@ -11,8 +11,8 @@ import pytest
 
 from core.domain import ImportSource, IntegrationKind, Role, SimulationType
 from core.errors import NotFoundError, PermissionDeniedError
-from core.services.imports import Upload
 from core.imaging import encode_png
+from core.services.imports import Upload
 from core.services.visuals import OutputSpec, SnapshotSpec
 from tests.factories import gradient_frame, make_clinic, new_frames
 
@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[Role]] = {
 
 
 @pytest.fixture
-def clinics(services, infra):  # noqa: ANN001, ANN201
+def clinics(services, infra):
     worlds = {}
     for slug, chart in (("alpha", "A-1"), ("beta", "B-1")):
         world = make_clinic(infra, slug, chart=chart)
@@ -48,7 +48,7 @@ def clinics(services, infra):  # noqa: ANN001, ANN201
     return worlds
 
 
-def _operations(services, target, tmp_path) -> dict[str, Callable]:  # noqa: ANN001
+def _operations(services, target, tmp_path) -> dict[str, Callable]:
     world, draft, approved = target
     png = encode_png(gradient_frame(1)).data
     return {
@@ -67,7 +67,7 @@ def _operations(services, target, tmp_path) -> dict[str, Callable]:  # noqa: ANN
         "approve": lambda a: services.review.approve(a, draft),
         "invite user": lambda a: services.sessions.invite(a, email=f"n{a.id[-4:]}@x.test", name="N",
                                                           role=Role.COORDINATOR),
-        "search audit trail": lambda a: services.audit.search(a),
+        "search audit trail": services.audit.search,
         "configure integration": lambda a: services.integrations.create(
             a, kind=IntegrationKind.ITERO, name=f"i{a.id[-4:]}", folder=str(tmp_path),
             import_as=world.users[Role.COORDINATOR].id),

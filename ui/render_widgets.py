@@ -34,7 +34,8 @@ def render_request_form(actor: Actor, sim: TreatmentSimulation) -> RenderRequest
         comparisons = [e for e in services().exports.recent(actor)
                        if e.simulationId == sim.id and e.exportType is ExportType.COMPARISON]
         if comparisons:
-            wipe = st.selectbox("Or: the before/predicted wipe of a saved comparison", [None, *[c.id for c in comparisons]],
+            wipe = st.selectbox("Or: the before/predicted wipe of a saved comparison",
+                                [None, *[c.id for c in comparisons]],
                                 format_func=lambda i: "No wipe — stage animation" if i is None else
                                 next(c.name or c.id for c in comparisons if c.id == i), key=f"rv-wipe-{sim.id}")
             options["wipe_of"] = wipe

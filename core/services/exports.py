@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class RenderRequest:
     gif_max_megabytes: float = 5.0
     paper: str = "a4"
     orientation: str = "portrait"
-    overlays: Overlays = Overlays()
+    overlays: Overlays = field(default_factory=Overlays)
 
     def __post_init__(self) -> None:
         if self.export_type not in RENDERED_TYPES:
@@ -276,7 +276,7 @@ class ExportService:
                 stopped = True
 
         try:
-            facts = self._produce(actor, sim, request, tmp, progress, lambda: stopped)
+            facts = self._produce(actor, sim, request, tmp, progress=progress, cancelled=lambda: stopped)
         except RenderCancelled:
             tmp.unlink(missing_ok=True)
             done = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
@@ -285,7 +285,7 @@ class ExportService:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self._commit(actor, sim, export, request, tmp, extension, facts)
+        return self._commit(actor, sim, export, request, tmp=tmp, extension=extension, facts=facts)
 
     @staticmethod
     def _extension(request: RenderRequest) -> str:
@@ -293,7 +293,7 @@ class ExportService:
             return "webm" if request.codec == "vp9" else "mp4"
         return {ExportType.GIF: "gif", ExportType.PDF: "pdf", ExportType.ASSETS: "zip"}[request.export_type]
 
-    def _commit(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport, request: RenderRequest,
+    def _commit(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport, request: RenderRequest, *,
                 tmp: Path, extension: str, facts: dict[str, Any]) -> SimulationExport:
         data = tmp.read_bytes()
         blob = self._infra.store.put(data)
@@ -332,7 +332,7 @@ class ExportService:
         return failed or export
 
     # --- producing the file -------------------------------------------------------------------------------
-    def _produce(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest, out: Path,
+    def _produce(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest, out: Path, *,
                  progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> dict[str, Any]:
         from core.rendering import RenderCancelled
 
@@ -371,7 +371,8 @@ class ExportService:
         if request.export_type is ExportType.PDF:
             from core.rendering.pdf import render_pdf
 
-            pages = self._pdf_pages(actor, sim, frames, pixels, clinic.name, clinic.showPatientNames)
+            pages = self._pdf_pages(actor, sim, frames, pixels=pixels, clinic_name=clinic.name,
+                                    show_names=clinic.showPatientNames)
             result = render_pdf(pages, self._pdf_spec(request), out, footer=clinic.name, progress=progress)
             return {"pages": result.pages, "minEffectiveDpi": result.min_effective_dpi}
         from core.rendering.archive import frames_zip
@@ -422,7 +423,7 @@ class ExportService:
 
         return PdfSpec(paper=request.paper, orientation=request.orientation)
 
-    def _pdf_pages(self, actor: Actor, sim: TreatmentSimulation, frames: list[Any],
+    def _pdf_pages(self, actor: Actor, sim: TreatmentSimulation, frames: list[Any], *,
                    pixels: Callable[[int], np.ndarray], clinic_name: str, show_names: bool) -> list[Any]:
         from core.rendering.pdf import PdfPage
 
