@@ -45,6 +45,9 @@ class Settings:
     #: that were recorded while Redis was down. With the 30 s render lease, a dead render is queued
     #: again within about a minute.
     maintenance_seconds: int = 30
+    #: Seconds a rendering worker holds an export between progress reports; a dead worker's export
+    #: is taken over once this runs out.
+    export_lease_seconds: int = 30
     #: Minutes without interaction after which a session is signed out and patient data hidden.
     idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
@@ -113,6 +116,7 @@ def load_settings(
         worker_maintenance_interval=int(get("WORKER_MAINTENANCE_INTERVAL", "30") or 30),
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
         maintenance_seconds=int(get("MAINTENANCE_SECONDS", "30") or 30),
+        export_lease_seconds=int(get("EXPORT_LEASE_SECONDS", "30") or 30),
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),

@@ -65,6 +65,8 @@ def env(servers: Servers, tmp_path: Path) -> dict[str, str]:
         "STREAMLIT_SECRETS_PATH": str(tmp_path / "no-secrets.toml"),
         "WORKER_MONITORING_INTERVAL": "2",
         "WORKER_MAINTENANCE_INTERVAL": "5",
+        "MAINTENANCE_SECONDS": "5",
+        "EXPORT_LEASE_SECONDS": "4",
     }
     return values
 
@@ -88,8 +90,7 @@ def services(infra: Infrastructure) -> Services:
     return services_for(infra)
 
 
-@pytest.fixture
-def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Popen]:
+def start_worker(env: dict[str, str], redis: Redis) -> subprocess.Popen:
     """A real `python worker.py` (forking RQ worker) bound to this test's database and Redis db."""
     name = f"test-worker-{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(
@@ -98,21 +99,32 @@ def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Po
         start_new_session=True,
     )
     deadline = time.monotonic() + 30
-    while not any(w.name == name for w in Worker.all(connection=infra.redis)):
+    while not any(w.name == name for w in Worker.all(connection=redis)):
         if process.poll() is not None or time.monotonic() > deadline:
             output = process.stdout.read().decode() if process.stdout else ""
             process.kill()
             pytest.fail(f"worker did not start:\n{output}")
         time.sleep(0.1)
-    yield process
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
     if process.stdout:
         process.stdout.close()
+
+
+@pytest.fixture
+def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Popen]:
+    process = start_worker(env, infra.redis)
+    yield process
+    stop_worker(process)
 
 
 def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):

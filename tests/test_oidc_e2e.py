@@ -1,6 +1,7 @@
 """OpenID Connect sign-in end to end: Chromium → the app's "Sign in" (st.login) → a real OIDC provider
 (tests/oidc/provider.mjs, the `oidc-provider` npm package) → back to the app → the invited doctor's
-identity is bound and they approve a version; an identity nobody invited gets no access.
+identity is bound and they approve a version; an identity nobody invited gets no access, and neither
+does an invited e-mail the provider does not vouch for (`email_verified: "false"`).
 
 Needs Debian's Chromium and `npm --prefix tests/oidc ci`; skipped loudly ("OIDC E2E SKIPPED: ...")
 without them. Streamlit reads only the temp secrets file (`--secrets.files`), and core/config.py reads the

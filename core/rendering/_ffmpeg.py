@@ -65,7 +65,9 @@ class FfmpegPipe:
     def __init__(self, argv: list[str], *, timeout_s: float) -> None:
         self._deadline = time.monotonic() + timeout_s
         self._timeout_s = timeout_s
-        self._log = tempfile.TemporaryFile()  # a file, not a PIPE: a chatty ffmpeg can never block on it
+        # A file, not a PIPE: a chatty ffmpeg can never block on it. It lives as long as the process (closed in
+        # finish/abort), hence no context manager.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen([ffmpeg_exe(), *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log, shell=False)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)

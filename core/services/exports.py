@@ -42,7 +42,6 @@ from core.queueing import enqueue
 from core.services.visuals import Overlays, VisualService
 
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 30
 RENDERED_TYPES = (ExportType.VIDEO, ExportType.GIF, ExportType.PDF, ExportType.ASSETS)
 ACTIVE_STATES = (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif", "pdf": "application/pdf",
@@ -95,6 +94,7 @@ class ExportService:
     def __init__(self, infra: Infrastructure, visuals: VisualService) -> None:
         self._infra = infra
         self._visuals = visuals
+        self._lease = infra.settings.export_lease_seconds
 
     # --- requests ---------------------------------------------------------------------------------------
     def request(self, actor: Actor, simulation_id: str, request: RenderRequest) -> SimulationExport:
@@ -249,14 +249,14 @@ class ExportService:
             raise
 
     def _claim(self, export: SimulationExport) -> SimulationExport | None:
-        deadline = time.monotonic() + LEASE_SECONDS + 5
+        deadline = time.monotonic() + self._lease + 5
         while True:
             claimed = self._infra.exports.transition(
                 export.clinicId, export.id, from_states=ACTIVE_STATES, to=ExportState.RUNNING, lease_free_only=True,
-                lease_seconds=LEASE_SECONDS, progress=0, step="starting", attempts=export.attempts + 1)
+                lease_seconds=self._lease, progress=0, step="starting", attempts=export.attempts + 1)
             if claimed is not None or time.monotonic() > deadline:
                 return claimed
-            time.sleep(1)  # a killed predecessor's lease runs out within LEASE_SECONDS
+            time.sleep(1)  # a killed predecessor's lease runs out within the lease time
 
     def _render(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport,
                 request: RenderRequest) -> SimulationExport:
@@ -272,7 +272,7 @@ class ExportService:
         def progress(fraction: float, step: str) -> None:
             nonlocal stopped
             if not self._infra.exports.report_progress(export.clinicId, export.id, round(100 * fraction), step,
-                                                       LEASE_SECONDS):
+                                                       self._lease):
                 stopped = True
 
         try:
