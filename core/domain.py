@@ -121,6 +121,10 @@ class Clinic:
     slug: str
     showPatientNames: bool = False
     createdAt: datetime | None = None
+    #: Branding for decks and exports, set by an admin.
+    primaryColor: str = "#0f766e"
+    footerText: str = ""
+    logoSha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -202,3 +202,35 @@ def test_a_worker_refuses_an_export_whose_requester_lost_the_permission(services
 
     with pytest.raises(NotFoundError):
         services.exports.run(other.clinic.id, export.id)  # a forged id from another clinic
+
+
+def test_a_coordinator_queues_a_video_from_the_page_and_downloads_it(services, world, worker, env, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    sim = _sim(services, world, stages=4)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
+    at.session_state["user_id"] = world.users[Role.COORDINATOR].id
+    at.session_state["simulation_id"] = sim.id
+    at.run()
+    at.switch_page("pages/simulation.py").run()
+    at.toggle(key="render-open").set_value(True).run()
+    assert not at.exception and not at.error
+    at.selectbox(key=f"rv-size-{sim.id}").select("720p").run()
+    at.button(key=f"render-go-{sim.id}").click().run()
+    assert not at.exception and not at.error
+    export = services.infra.db.simulation_exports.find_one({"exportType": "VIDEO"})
+    assert export is not None
+    done = _done(services, world.actor(), str(export["_id"]))
+    assert done.state is ExportState.DONE, done.error
+    at.run()  # the progress panel now shows the finished export
+    assert any("ready" in s.value for s in at.success)
+    buttons = at.get("download_button")
+    assert buttons, "a download button is offered"
+    st.cache_resource.clear()

@@ -81,7 +81,7 @@ def test_every_page_loads_for_every_role(app_env, world, role, page):
 
 @pytest.mark.parametrize(("role", "page"), [(Role.DOCTOR, "pages/review.py"), (Role.COORDINATOR, "pages/imports.py"),
                                            (Role.ADMIN, "pages/integrations.py"), (Role.ADMIN, "pages/users.py"),
-                                           (Role.ADMIN, "pages/audit.py")])
+                                           (Role.ADMIN, "pages/audit.py"), (Role.ADMIN, "pages/clinic.py")])
 def test_role_specific_pages_load(app_env, world, role, page):
     at = _signed_in(world, role).run()
     at.switch_page(page).run()
@@ -93,7 +93,7 @@ def test_role_specific_pages_load(app_env, world, role, page):
     (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Import"]),
     (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Review", "Import"]),
     (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery", "Exports"]),
-    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit"]),
+    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit", "Clinic"]),
 ])
 def test_navigation_offers_only_the_pages_a_role_may_use(world, role, titles):
     from ui.navigation import pages_for

@@ -26,6 +26,7 @@ _PAGES: tuple[tuple[Permission, PageEntry], ...] = (
     (Permission.ADMIN, PageEntry("pages/integrations.py", "Integrations", ":material/sync_alt:")),
     (Permission.ADMIN, PageEntry("pages/users.py", "Users", ":material/manage_accounts:")),
     (Permission.ADMIN, PageEntry("pages/audit.py", "Audit", ":material/policy:")),
+    (Permission.ADMIN, PageEntry("pages/clinic.py", "Clinic", ":material/palette:")),
 )
 
 

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from PIL import Image
 
 from core.errors import ValidationError
@@ -90,6 +91,18 @@ def probe_media(path: Path) -> dict:
         info["atoms"] = atoms
         info["faststart"] = "moov" in atoms and "mdat" in atoms and atoms.index("moov") < atoms.index("mdat")
     return info
+
+
+def decode_frames(path: Path, indices: set[int] | None = None) -> dict[int, np.ndarray]:
+    """{frame index: RGB uint8 array} of a video or GIF (all frames, or only `indices`)."""
+    frames: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if indices is None or index in indices:
+                frames[index] = frame.to_ndarray(format="rgb24")
+            if indices is not None and len(frames) == len(indices):
+                break
+    return frames
 
 
 # --------------------------------------------------------------------------- PDF

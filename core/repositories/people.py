@@ -31,6 +31,9 @@ class ClinicRepository(Repository):
             slug=doc["slug"],
             showPatientNames=bool(doc.get("showPatientNames", False)),
             createdAt=doc.get("createdAt"),
+            primaryColor=doc.get("primaryColor", "#0f766e"),
+            footerText=doc.get("footerText", ""),
+            logoSha256=doc.get("logoSha256"),
         )
 
     def create(self, *, name: str, slug: str, show_patient_names: bool = False) -> Clinic:
@@ -44,6 +47,16 @@ class ClinicRepository(Repository):
     def get(self, clinic_id: str) -> Clinic:
         """The caller's own clinic (the scope is the id itself)."""
         doc = self._col.find_one({"_id": to_oid(clinic_id, "clinic")})
+        if doc is None:
+            raise NotFoundError(f"No clinic with id {clinic_id}.")
+        return self._from_doc(doc)
+
+    def update_settings(self, clinic_id: str, **fields: Any) -> Clinic:
+        allowed = {"showPatientNames", "primaryColor", "footerText", "logoSha256"}
+        if set(fields) - allowed:
+            raise ValueError(f"only {sorted(allowed)} can be changed")
+        doc = self._col.find_one_and_update({"_id": to_oid(clinic_id, "clinic")}, {"$set": fields},
+                                            return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFoundError(f"No clinic with id {clinic_id}.")
         return self._from_doc(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from core.domain import Clinic, Permission, Role, User
@@ -113,6 +114,29 @@ class SessionService:
         if not (actor.can(Permission.ADMIN) or actor.can(Permission.IMAGING_VIEW)):
             actor.require(Permission.ADMIN)
         return self._infra.users.list(actor.clinic_id)
+
+    def update_clinic(self, actor: Actor, *, show_patient_names: bool, primary_color: str, footer_text: str,
+                      logo: bytes | None = None) -> Clinic:
+        """Branding and patient-name policy of the admin's clinic. A logo must be a PNG or JPEG."""
+        actor.require(Permission.ADMIN)
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", primary_color):
+            raise ValidationError(f"{primary_color!r} is not a colour like #0f766e.")
+        fields: dict[str, object] = {"showPatientNames": show_patient_names, "primaryColor": primary_color.lower(),
+                                     "footerText": footer_text.strip()[:200]}
+        if logo is not None:
+            from core.importing.images import load_still
+            from core.imaging import encode_png, resize_rgb
+
+            pixels = resize_rgb(load_still(logo, name="logo"), (600, 200))  # checked and stripped like imports
+            fields["logoSha256"] = self._infra.store.put(encode_png(pixels).data).sha256
+        clinic = self._infra.clinics.update_settings(actor.clinic_id, **fields)
+        self._infra.audit.append(actor.clinic_id, action="clinic.updated", user_id=actor.id, role=actor.role.value,
+                                 details={"showPatientNames": show_patient_names})
+        return clinic
+
+    def clinic_logo(self, actor: Actor) -> bytes | None:
+        clinic = self.clinic(actor)
+        return self._infra.store.get(clinic.logoSha256) if clinic.logoSha256 else None
 
     def clinic(self, actor: Actor) -> Clinic:
         return self._infra.clinics.get(actor.clinic_id)
