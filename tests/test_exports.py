@@ -10,10 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core.config import load_settings
 from core.domain import AssetKind, ExportState, ExportType, Role, SimulationType
 from core.errors import ValidationError
 from core.infra import build_infrastructure
-from core.config import load_settings
 from core.launcher import free_port, start_redis
 from core.rendering.probe import pdf_info, probe_media
 from core.services import services_for
@@ -25,11 +25,11 @@ pytestmark = pytest.mark.worker
 
 
 @pytest.fixture
-def world(infra):  # noqa: ANN001, ANN201
+def world(infra):
     return make_clinic(infra)
 
 
-def _sim(services, world, *, stages=6, size=(320, 180), approve=True):  # noqa: ANN001, ANN202
+def _sim(services, world, *, stages=6, size=(320, 180), approve=True):
     sim = services.simulations.create_version(
         world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
         simulation_type=SimulationType.ALIGNER, name="Plan", frames=new_frames(stages, size=size),
@@ -39,20 +39,20 @@ def _sim(services, world, *, stages=6, size=(320, 180), approve=True):  # noqa: 
     return sim
 
 
-def _done(services, actor, export_id, timeout=120):  # noqa: ANN001, ANN202
+def _done(services, actor, export_id, timeout=120):
     return wait_until(lambda: (e := services.exports.get(actor, export_id)).state
                       in (ExportState.DONE, ExportState.FAILED, ExportState.CANCELLED) and e,
                       timeout=timeout, what=f"export {export_id}")
 
 
-def _file(services, export, tmp_path: Path, suffix: str) -> Path:  # noqa: ANN001
+def _file(services, export, tmp_path: Path, suffix: str) -> Path:
     asset = services.infra.assets.get(export.clinicId, export.asset_id)
     path = tmp_path / f"out.{suffix}"
     path.write_bytes(services.infra.store.get(asset.sha256))
     return path
 
 
-def _no_temp_files(settings) -> None:  # noqa: ANN001
+def _no_temp_files(settings) -> None:
     tmp = settings.data_dir / "tmp"
     assert not tmp.exists() or list(tmp.iterdir()) == []
 

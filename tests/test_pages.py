@@ -93,7 +93,8 @@ def test_role_specific_pages_load(app_env, world, role, page):
     (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Import"]),
     (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Review", "Import"]),
     (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery", "Exports"]),
-    (Role.ADMIN, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit", "Clinic"]),
+    (Role.ADMIN,
+     ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit", "Clinic"]),
 ])
 def test_navigation_offers_only_the_pages_a_role_may_use(world, role, titles):
     from ui.navigation import pages_for

@@ -124,8 +124,8 @@ class SessionService:
         fields: dict[str, object] = {"showPatientNames": show_patient_names, "primaryColor": primary_color.lower(),
                                      "footerText": footer_text.strip()[:200]}
         if logo is not None:
-            from core.importing.images import load_still
             from core.imaging import encode_png, resize_rgb
+            from core.importing.images import load_still
 
             pixels = resize_rgb(load_still(logo, name="logo"), (600, 200))  # checked and stripped like imports
             fields["logoSha256"] = self._infra.store.put(encode_png(pixels).data).sha256
