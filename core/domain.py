@@ -51,6 +51,9 @@ class ExportType(CoerciveEnum):
     PDF = "PDF"
     #: The seed's "export simulation assets" (POST /simulations/:id/export): frames + manifest as a ZIP.
     ASSETS = "ASSETS"
+    #: Case presentation outputs (the deck's PDF uses PDF): PowerPoint deck and the consult pack ZIP.
+    PPTX = "PPTX"
+    PACK = "PACK"
 
 
 class Role(CoerciveEnum):
@@ -432,3 +435,31 @@ class Integration:
     unmatched: int = 0
     failed: int = 0
     lastError: str | None = None
+
+
+@dataclass(frozen=True)
+class DeckSlide:
+    """One slide of a case presentation, by reference: the pixels are made when the deck is built."""
+
+    kind: str
+    title: str
+    caption: str = ""
+    notes: str = ""
+    simulationId: str | None = None  # comparison, stage grid, outcome card, video
+    exportId: str | None = None  # video: a finished VIDEO export of that simulation
+    assetId: str | None = None  # photo: a gallery image
+
+
+@dataclass(frozen=True)
+class Deck:
+    id: str
+    clinicId: str
+    patientId: str
+    template: str
+    name: str
+    slides: tuple[DeckSlide, ...]
+    usedVersions: dict[str, int]  # simulation id -> version number, exactly what the deck shows
+    createdBy: str
+    createdAt: datetime
+    updatedAt: datetime
+    revision: int = 0

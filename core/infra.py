@@ -19,6 +19,7 @@ from core.repositories import (
     AssetRepository,
     AuditRepository,
     ClinicRepository,
+    DeckRepository,
     ExportRepository,
     ImportRepository,
     IntegrationRepository,
@@ -91,6 +92,10 @@ class Infrastructure:
     @cached_property
     def imports(self) -> ImportRepository:
         return ImportRepository(self.db)
+
+    @cached_property
+    def decks(self) -> DeckRepository:
+        return DeckRepository(self.db)
 
     @cached_property
     def integrations(self) -> IntegrationRepository:

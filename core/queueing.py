@@ -29,6 +29,8 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
     "export-gif": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
     "export-pdf": {"queue": "exports", "timeout": 900, "retry": Retry(max=2, interval=[5, 30])},
     "export-assets": {"queue": "exports", "timeout": 900, "retry": Retry(max=2, interval=[5, 30])},
+    "export-pptx": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
+    "export-pack": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
     "ping": {"queue": "interactive", "timeout": 30, "retry": None},
 }
 

@@ -79,7 +79,8 @@ def test_every_page_loads_for_every_role(app_env, world, role, page):
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize(("role", "page"), [(Role.DOCTOR, "pages/review.py"), (Role.COORDINATOR, "pages/imports.py"),
+@pytest.mark.parametrize(("role", "page"), [(Role.DOCTOR, "pages/review.py"), (Role.COORDINATOR, "pages/decks.py"),
+                                           (Role.PRESENTER, "pages/decks.py"), (Role.COORDINATOR, "pages/imports.py"),
                                            (Role.ADMIN, "pages/integrations.py"), (Role.ADMIN, "pages/users.py"),
                                            (Role.ADMIN, "pages/audit.py"), (Role.ADMIN, "pages/clinic.py")])
 def test_role_specific_pages_load(app_env, world, role, page):
@@ -90,9 +91,9 @@ def test_role_specific_pages_load(app_env, world, role, page):
 
 
 @pytest.mark.parametrize(("role", "titles"), [
-    (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Import"]),
-    (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Review", "Import"]),
-    (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery", "Exports"]),
+    (Role.COORDINATOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Presentations", "Import"]),
+    (Role.DOCTOR, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Presentations", "Review", "Import"]),
+    (Role.PRESENTER, ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Presentations"]),
     (Role.ADMIN,
      ["Patients", "Simulation", "Compare", "Gallery", "Exports", "Integrations", "Users", "Audit", "Clinic"]),
 ])

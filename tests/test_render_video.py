@@ -98,11 +98,11 @@ def test_plan_cut_and_cards() -> None:
 def test_spec_validation_messages() -> None:
     with pytest.raises(ValidationError, match=r"1023×768 has an odd width.*even sizes.*1024×768 \(pad\)"):
         VideoSpec(size=(1023, 768))
-    with pytest.raises(ValidationError, match="transition_seconds 0.6 is longer than seconds_per_stage 0.5"):
+    with pytest.raises(ValidationError, match=r"transition_seconds 0\.6 is longer than seconds_per_stage 0\.5"):
         VideoSpec(transition_seconds=0.6)
     with pytest.raises(ValidationError, match="choose one of 720p"):
         VideoSpec(preset="8k")
-    with pytest.raises(ValidationError, match="crf 60 .* 0 to 51"):
+    with pytest.raises(ValidationError, match=r"crf 60 .* 0 to 51"):
         VideoSpec(crf=60)
     assert VideoSpec(codec="vp9").effective_crf == 31 and VideoSpec().output_size == PRESETS["1080p"]
 
@@ -129,6 +129,7 @@ def test_h264_mp4_properties(tmp_path: Path, source: ListSource) -> None:
     info = probe_media(out)
     assert (info["codec"], info["profile"], info["pix_fmt"]) == ("h264", "High", "yuv420p")
     assert "mp4" in info["format"] and info["faststart"] is True
+    assert (info["color_space"], info["color_range"]) == ("bt709", "tv")
     assert (info["width"], info["height"], info["fps"]) == (W, H, 30.0)
     assert info["frames"] == the_plan.frame_count == result.frames
     assert info["duration"] == pytest.approx(the_plan.duration_s, abs=1 / 30)

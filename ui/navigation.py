@@ -21,6 +21,7 @@ _PAGES: tuple[tuple[Permission, PageEntry], ...] = (
     (Permission.IMAGING_VIEW, PageEntry("pages/compare.py", "Compare", ":material/compare:")),
     (Permission.IMAGING_VIEW, PageEntry("pages/gallery.py", "Gallery", ":material/photo_library:")),
     (Permission.IMAGING_VIEW, PageEntry("pages/exports.py", "Exports", ":material/movie:")),
+    (Permission.IMAGING_EXPORT, PageEntry("pages/decks.py", "Presentations", ":material/slideshow:")),
     (Permission.IMAGING_APPROVE, PageEntry("pages/review.py", "Review", ":material/fact_check:")),
     (Permission.IMAGING_CAPTURE, PageEntry("pages/imports.py", "Import", ":material/upload_file:")),
     (Permission.ADMIN, PageEntry("pages/integrations.py", "Integrations", ":material/sync_alt:")),

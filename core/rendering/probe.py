@@ -19,6 +19,9 @@ from PIL import Image
 from core.errors import ValidationError
 
 _MM_PER_PT = 25.4 / 72
+# FFmpeg's AVColorSpace / AVColorRange numbers (PyAV reports the raw values).
+_COLOR_SPACES = {0: "rgb", 1: "bt709", 2: "unspecified", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}
+_COLOR_RANGES = {0: "unspecified", 1: "tv", 2: "pc"}
 
 
 # --------------------------------------------------------------------------- media
@@ -60,7 +63,7 @@ def probe_media(path: Path) -> dict:
     Keys: format (container names as ffmpeg reports them, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or
     "matroska,webm"), codec, profile, pix_fmt, width, height, fps (float), duration (s, from the
     container), frames (counted by decoding every frame), metadata (container + stream tags),
-    color_space/color_range, and for MP4 "atoms" (top-level atom order) and "faststart" (moov
+    color_space/color_range ("bt709"/"tv" for ours), and for MP4 "atoms" (top-level atom order) and "faststart" (moov
     before mdat). GIFs are read with Pillow and report frames, per-frame durations_ms and loop.
     """
     path = Path(path)
@@ -82,8 +85,8 @@ def probe_media(path: Path) -> dict:
             "fps": float(rate),
             "duration": (container.duration or 0) / 1_000_000,
             "metadata": {**dict(container.metadata), **{f"stream:{k}": v for k, v in stream.metadata.items()}},
-            "color_space": str(getattr(ctx, "colorspace", "")),
-            "color_range": str(getattr(ctx, "color_range", "")),
+            "color_space": _COLOR_SPACES.get(int(getattr(ctx, "colorspace", 2) or 2), "other"),
+            "color_range": _COLOR_RANGES.get(int(getattr(ctx, "color_range", 0) or 0), "other"),
         }
         info["frames"] = sum(1 for _ in container.decode(stream))
     if "mp4" in info["format"]:

@@ -374,7 +374,9 @@ class _StageFrames:
         if slide.kind == "end":
             return render_card(self._spec.end_card, size, self._spec.background)  # type: ignore[arg-type]
         rgb = check_frame(self._source.get(slide.stage), slide.stage)
-        return fit(rgb, size, self._spec.background)
+        # Frames already at the output size are used as they are (nothing here writes into them):
+        # fit would only copy them, and at 1080p that copy cost as much as the overlay and conversion.
+        return rgb if rgb.shape[:2] == (self._height, self._width) else fit(rgb, size, self._spec.background)
 
     def clean(self, slide_index: int) -> np.ndarray:
         return self._clean.get(slide_index, lambda: self._picture(slide_index))
@@ -408,7 +410,10 @@ class _StageFrames:
 
 def _ffmpeg_args(spec: VideoSpec, width: int, height: int, out_path: Path) -> list[str]:
     args = ["-hide_banner", "-nostats", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(spec.fps), "-i", "pipe:0",
+            # The input's colour tags must match what _yuv produced: if only the output were tagged, ffmpeg
+            # would insert a BT.601 -> BT.709 conversion (a shifted picture and a wasted scaling pass).
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(spec.fps), *COLOR_TAGS,
+            "-i", "pipe:0",
             "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact"]
     crf = str(spec.effective_crf)
     if spec.codec == "h264":
@@ -447,6 +452,18 @@ def _encode(frames: Iterator[np.ndarray], count: int, spec: VideoSpec, out_path:
     return VideoResult(count, count / spec.fps, width, height, spec.codec, out_path.stat().st_size)
 
 
+def iter_frames(source: FrameSource, spec: VideoSpec, *, overlay: Overlay | None = None) -> Iterator[np.ndarray]:
+    """Exactly the I420 frames `render_video` pipes to the encoder, in order (`plan(spec, count)`).
+
+    Repeated stills are the same array; transition frames live in a small ring of reused buffers,
+    so copy a frame to keep it beyond the next few iterations. `_yuv.i420_to_rgb` turns one back
+    into RGB (previews, tests, benchmarks).
+    """
+    the_plan = plan(spec, check_source(source))
+    stages = _StageFrames(source, spec, the_plan, overlay)
+    return (stages.frame(item) for item in the_plan.frames)
+
+
 def render_video(source: FrameSource, spec: VideoSpec, out_path: Path, *, overlay: Overlay | None = None,
                  progress: Progress | None = None, cancelled: Cancelled | None = None) -> VideoResult:
     """Render the stages of `source` to `out_path` (MP4 for h264, WebM for vp9; written in place).
@@ -458,10 +475,9 @@ def render_video(source: FrameSource, spec: VideoSpec, out_path: Path, *, overla
     """
     if not isinstance(spec, VideoSpec):
         raise ValidationError("render_video needs a VideoSpec.")
-    the_plan = plan(spec, check_source(source))
-    stages = _StageFrames(source, spec, the_plan, overlay)
-    frames = (stages.frame(item) for item in the_plan.frames)
-    return _encode(frames, the_plan.frame_count, spec, out_path, what="video", progress=progress, cancelled=cancelled)
+    count = plan(spec, check_source(source)).frame_count
+    return _encode(iter_frames(source, spec, overlay=overlay), count, spec, out_path, what="video", progress=progress,
+                   cancelled=cancelled)
 
 
 def _labelled(rgb: np.ndarray, label: str, align: str) -> np.ndarray:

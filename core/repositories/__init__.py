@@ -3,6 +3,7 @@
 from core.repositories.alignments import AlignmentRepository
 from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
+from core.repositories.decks import DeckRepository
 from core.repositories.exports import ExportRepository
 from core.repositories.imports import ImportRepository
 from core.repositories.integrations import IntegrationRepository
@@ -26,6 +27,7 @@ ALL_REPOSITORIES = (
     AlignmentRepository,
     ImportRepository,
     IntegrationRepository,
+    DeckRepository,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "AssetRepository",
     "AuditRepository",
     "ClinicRepository",
+    "DeckRepository",
     "ExportRepository",
     "ImportRepository",
     "IntegrationRepository",

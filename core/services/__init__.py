@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
 from core.services.audit import AuditService
+from core.services.decks import DeckService
 from core.services.exports import ExportService
 from core.services.imports import ImportService
 from core.services.integrations import IntegrationService
@@ -31,6 +32,7 @@ class Services:
     integrations: IntegrationService
     audit: AuditService
     exports: ExportService
+    decks: DeckService
 
 
 def build_services(settings: Settings) -> Services:
@@ -52,4 +54,5 @@ def services_for(infra: Infrastructure) -> Services:
         integrations=IntegrationService(infra, imports),
         audit=AuditService(infra),
         exports=ExportService(infra, visuals),
+        decks=DeckService(infra, visuals),
     )

@@ -42,12 +42,15 @@ from core.queueing import enqueue
 from core.services.visuals import Overlays, VisualService
 
 log = logging.getLogger(__name__)
-RENDERED_TYPES = (ExportType.VIDEO, ExportType.GIF, ExportType.PDF, ExportType.ASSETS)
+RENDERED_TYPES = (ExportType.VIDEO, ExportType.GIF, ExportType.PDF, ExportType.ASSETS, ExportType.PPTX,
+                  ExportType.PACK)
 ACTIVE_STATES = (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif", "pdf": "application/pdf",
-                 "zip": "application/zip"}
+                 "zip": "application/zip",
+                 "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation"}
+# The seed's URL fields name images, videos, GIFs and PDFs; other files (frame ZIPs, decks, packs) use imageUrl.
 URL_FIELDS = {ExportType.VIDEO: "videoUrl", ExportType.GIF: "gifUrl", ExportType.PDF: "pdfUrl",
-              ExportType.ASSETS: "imageUrl"}
+              ExportType.ASSETS: "imageUrl", ExportType.PPTX: "imageUrl", ExportType.PACK: "imageUrl"}
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,16 @@ class RenderRequest:
     gif_max_megabytes: float = 5.0
     paper: str = "a4"
     orientation: str = "portrait"
+    deck_id: str | None = None  # a case presentation: build this deck instead
+    deck_output: str = "pptx"  # pptx | pdf | handout | pack
+    deck_revision: int = 0  # identical rebuilds of an unchanged deck attach to the earlier export
     overlays: Overlays = field(default_factory=Overlays)
 
     def __post_init__(self) -> None:
         if self.export_type not in RENDERED_TYPES:
             raise ValidationError(f"{self.export_type.value} exports are made on the Compare page, not rendered here.")
+        if self.export_type in (ExportType.PPTX, ExportType.PACK) and not self.deck_id:
+            raise ValidationError("PowerPoint decks and consult packs are built from a case presentation.")
 
     def settings(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "overlays"}
@@ -131,8 +139,26 @@ class ExportService:
             return self.retry(actor, existing.id)
         return existing
 
+    def request_deck(self, actor: Actor, deck_id: str, output: str) -> SimulationExport:
+        """Build a case presentation as an export of the deck's (first) simulation version."""
+        from core.services.decks import DECK_OUTPUTS
+
+        actor.require(Permission.IMAGING_EXPORT)
+        if output not in DECK_OUTPUTS:
+            raise ValidationError(f"Choose one of {', '.join(DECK_OUTPUTS)}.")
+        deck = self._infra.decks.get(actor.clinic_id, deck_id)
+        if not deck.usedVersions:
+            raise ValidationError("This deck shows no simulation; add an approved version first.")
+        request = RenderRequest(DECK_OUTPUTS[output], deck_id=deck.id, deck_output=output,
+                                deck_revision=deck.revision)
+        return self.request(actor, next(iter(deck.usedVersions)), request)
+
     def _validate(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest) -> FrameRange:
         """Build the real specs once so a bad request fails here, before anything is recorded."""
+        if request.deck_id:
+            if not sim.isApproved:
+                raise ValidationError("Only approved versions go into a presentation.")
+            return FrameRange(0, len(sim.frames) - 1)
         frames = self._frames(sim, request)
         if request.export_type is ExportType.VIDEO:
             self._video_spec(request, self._infra.clinics.get(actor.clinic_id).name)
@@ -161,6 +187,9 @@ class ExportService:
 
     @staticmethod
     def _name(request: RenderRequest, sim: TreatmentSimulation) -> str:
+        if request.deck_id:
+            return {"pptx": "Presentation (PowerPoint)", "pdf": "Presentation (PDF)",
+                    "handout": "Presentation handout (PDF)", "pack": "Consult pack"}[request.deck_output]
         kind = {ExportType.VIDEO: "Wipe video" if request.wipe_of else "Video", ExportType.GIF: "GIF",
                 ExportType.PDF: "Print PDF", ExportType.ASSETS: "Frames ZIP"}[request.export_type]
         return f"{kind} · v{sim.version}"
@@ -289,6 +318,8 @@ class ExportService:
 
     @staticmethod
     def _extension(request: RenderRequest) -> str:
+        if request.deck_id:
+            return {"pptx": "pptx", "pdf": "pdf", "handout": "pdf", "pack": "zip"}[request.deck_output]
         if request.export_type is ExportType.VIDEO:
             return "webm" if request.codec == "vp9" else "mp4"
         return {ExportType.GIF: "gif", ExportType.PDF: "pdf", ExportType.ASSETS: "zip"}[request.export_type]
@@ -336,6 +367,11 @@ class ExportService:
                  progress: Callable[[float, str], None], cancelled: Callable[[], bool]) -> dict[str, Any]:
         from core.rendering import RenderCancelled
 
+        if request.deck_id:
+            from core.services.decks import DeckService
+
+            return DeckService(self._infra, self._visuals).build(actor, request.deck_id, request.deck_output, out,
+                                                                 progress)
         frames = self._frames(sim, request)
         stage_label = self._stage_labeller(sim)
         clinic = self._infra.clinics.get(actor.clinic_id)

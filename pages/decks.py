@@ -1,0 +1,53 @@
+"""Case presentations: build a consult deck from approved material; download PPTX, PDF or a pack."""
+
+import streamlit as st
+
+from core.domain import Permission
+from core.errors import StudioError
+from ui.context import require_actor, services, show_error
+from ui.deck_widgets import deck_preview, slide_editor
+from ui.render_widgets import FOLLOW_KEY, export_progress, follow
+from ui.widgets import patient_picker
+
+actor = require_actor()
+st.title("Presentations")
+
+try:
+    patient = patient_picker(actor)
+    if patient is None:
+        st.stop()
+    decks = {d.id: d for d in services().decks.for_patient(actor, patient.id)}
+    can_edit = actor.can(Permission.IMAGING_CAPTURE)
+    if can_edit:
+        templates = services().decks.templates()
+        cols = st.columns([3, 1])
+        template = cols[0].selectbox("New presentation from template", list(templates), format_func=templates.get)
+        if cols[1].button("Create", type="primary", icon=":material/add:"):
+            deck = services().decks.create(actor, patient.id, template)
+            st.session_state["deck_id"] = deck.id
+            st.rerun()
+    if not decks:
+        st.info("No presentations for this patient yet.")
+        st.stop()
+    ids = list(decks)
+    current = st.session_state.get("deck_id")
+    deck_id = st.selectbox("Presentation", ids, index=ids.index(current) if current in ids else 0,
+                           format_func=lambda i: decks[i].name)
+    st.session_state["deck_id"] = deck_id
+    deck = services().decks.get(actor, deck_id)
+    for warning in services().decks.warnings(actor, deck):
+        st.warning(warning.text, icon=":material/update:")
+    st.caption("Shows: " + ", ".join(f"v{v}" for v in deck.usedVersions.values()) + " (approved versions only)")
+    if can_edit:
+        slide_editor(actor, deck)
+    deck_preview(actor, deck)
+    st.subheader("Download")
+    cols = st.columns(4)
+    for col, (output, label) in zip(cols, (("pptx", "PowerPoint"), ("pdf", "PDF"), ("handout", "Handout PDF"),
+                                          ("pack", "Consult pack (ZIP)")), strict=True):
+        if actor.can(Permission.IMAGING_EXPORT) and col.button(label, key=f"build-{output}", width="stretch"):
+            follow(services().exports.request_deck(actor, deck.id, output))
+    for export_id in st.session_state.get(FOLLOW_KEY, [])[:4]:
+        export_progress(actor, export_id)
+except StudioError as exc:
+    show_error(exc)
