@@ -70,10 +70,11 @@ def _timed(fn: Callable[[], object]) -> float:
 def precomputed_frames(frames: list[np.ndarray], spec: VideoSpec, overlay: Overlay) -> list[np.ndarray]:
     """Exactly the I420 frames render_video pipes, materialised (repeats share one array)."""
     out: list[np.ndarray] = []
+    previous = None
     for frame in iter_frames(ListSource(frames), spec, overlay=overlay):
-        # Transition frames come from a reused ring buffer: keep copies; repeated stills stay shared.
-        out.append(frame if out and frame is out[-1] else frame.copy() if not frame.flags.owndata or
-                   frame.base is not None else frame)
+        # Transition frames come from a reused ring buffer, so keep copies; a repeated still is shared.
+        out.append(out[-1] if frame is previous else frame.copy())
+        previous = frame
     return out
 
 

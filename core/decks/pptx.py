@@ -37,7 +37,7 @@ from pptx.slide import Slide
 from pptx.text.text import TextFrame
 from pptx.util import Emu, Pt
 
-from core.decks.assets import encode_picture, logo_rgba, png_bytes, poster_for, video_size
+from core.decks.assets import encode_pictures, logo_rgba, png_bytes, poster_for, video_size
 from core.decks.layout import Box, fit_box, picture_cells
 from core.decks.model import DISCLAIMER, Branding, DeckResult, SlideContent, check_deck, default_notes
 from core.errors import ValidationError
@@ -157,10 +157,26 @@ def _set_title(slide: Slide, text: str, box: Box, size: float, align: PP_ALIGN) 
     _write(frame, [text], size, bold=True, align=align)
 
 
-def _picture(shapes: SlideShapes, rgb: np.ndarray, cell: Box, *, photo: bool) -> Box:
-    """Add `rgb` fitted into `cell`; returns the box it occupies."""
-    data, _ = encode_picture(rgb, photo=photo)
-    box = fit_box((rgb.shape[1], rgb.shape[0]), cell)
+class _Media:
+    """Everything a deck embeds, prepared before any slide is built (fails early, encodes in parallel)."""
+
+    def __init__(self, deck: tuple[SlideContent, ...], branding: Branding) -> None:
+        self.posters = {index: poster_for(content) for index, content in enumerate(deck) if content.kind == "video"}
+        self.video_sizes = {index: video_size(content.video_path) for index, content in enumerate(deck)
+                            if content.video_path is not None}
+        jobs = [(image, content.kind == "photo") for content in deck for image in content.images]
+        jobs += [(poster, True) for poster in self.posters.values()]
+        self.pictures = encode_pictures(jobs)
+        rgba = logo_rgba(branding)
+        self.logo = None if rgba is None else (png_bytes(rgba), rgba.size)
+
+    def picture(self, rgb: np.ndarray, *, photo: bool) -> bytes:
+        return self.pictures[(id(rgb), photo)]
+
+
+def _picture(shapes: SlideShapes, data: bytes, size: tuple[int, int], cell: Box) -> Box:
+    """Add the encoded picture (`size` px) fitted into `cell`; returns the box it occupies."""
+    box = fit_box(size, cell)
     shapes.add_picture(io.BytesIO(data), *_place(box))
     return box
 
@@ -193,25 +209,26 @@ def _title_slide(slide: Slide, content: SlideContent) -> None:
                   _text_size(content.lines, 22), color=MUTED, align=PP_ALIGN.CENTER, shrink=True)
 
 
-def _pictures(slide: Slide, content: SlideContent) -> None:
+def _pictures(slide: Slide, content: SlideContent, media: _Media) -> None:
     images = content.images
     sizes = [(image.shape[1], image.shape[0]) for image in images]
     labelled = content.kind == "comparison" and len(images) == 2
     x, y, width, height = PICTURE_AREA
     area = (x, y, width, height - LABEL_H) if labelled else PICTURE_AREA
     for index, (image, cell) in enumerate(zip(images, picture_cells(content.kind, sizes, area, GAP), strict=True)):
-        box = _picture(slide.shapes, image, cell, photo=content.kind == "photo")
+        data = media.picture(image, photo=content.kind == "photo")
+        box = _picture(slide.shapes, data, (image.shape[1], image.shape[0]), cell)
         if labelled:
             _text_box(slide.shapes, (cell[0], box[1] + box[3] + 0.02, cell[2], LABEL_H), [COMPARISON_LABELS[index]],
                       14, color=MUTED, align=PP_ALIGN.CENTER)
 
 
-def _video(slide: Slide, content: SlideContent) -> None:
-    """Embed the MP4 fitted into the picture area, with its poster (ValidationError for a bad file)."""
+def _video(slide: Slide, content: SlideContent, media: _Media, index: int) -> None:
+    """Embed the MP4 fitted into the picture area, with its poster frame."""
     path = content.video_path
     assert path is not None  # guaranteed for video slides by SlideContent
-    poster, _ = encode_picture(poster_for(content), photo=True)
-    box = fit_box(video_size(path), PICTURE_AREA)
+    poster = media.picture(media.posters[index], photo=True)
+    box = fit_box(media.video_sizes[index], PICTURE_AREA)
     # A stream, not the path: python-pptx names the shape after the file, and file names can carry
     # patient data. The part is still stored as ppt/media/mediaN.mp4.
     slide.shapes.add_movie(io.BytesIO(path.read_bytes()), *_place(box), poster_frame_image=io.BytesIO(poster),
@@ -230,18 +247,17 @@ def _text_slide(slide: Slide, content: SlideContent) -> None:
     _text_box(slide.shapes, PICTURE_AREA, bullets, _text_size(content.lines, 22), shrink=True)
 
 
-def _add_slide(prs: PresentationType, content: SlideContent, branding: Branding,
-               logo: tuple[bytes, tuple[int, int]] | None) -> None:
+def _add_slide(prs: PresentationType, content: SlideContent, index: int, branding: Branding, media: _Media) -> None:
     slide = prs.slides.add_slide(prs.slide_layouts[_TITLE_LAYOUT])
-    _branding(slide, branding, logo)
+    _branding(slide, branding, media.logo)
     if content.kind == "title":
         _title_slide(slide, content)
     else:
         _set_title(slide, content.title, TITLE_BOX, 30, PP_ALIGN.LEFT)
     if content.images:
-        _pictures(slide, content)
+        _pictures(slide, content, media)
     elif content.kind == "video":
-        _video(slide, content)
+        _video(slide, content, media, index)
     elif content.kind in ("summary", "disclaimer"):
         _text_slide(slide, content)
     if content.caption:
@@ -266,12 +282,12 @@ def build_pptx(slides: Sequence[SlideContent], branding: Branding, out_path: Pat
     prs.slide_width, prs.slide_height = Emu(SLIDE_W_EMU), Emu(SLIDE_H_EMU)
     _widen_template(prs)
     _scrub_properties(prs, when)
-    rgba = logo_rgba(branding)
-    logo = None if rgba is None else (png_bytes(rgba), rgba.size)
+    report(progress, 0.0, "Encoding pictures")
+    media = _Media(deck, branding)
     for number, content in enumerate(deck):
-        report(progress, number / (len(deck) + 1), f"Adding slide {number + 1} of {len(deck)}")
-        _add_slide(prs, content, branding, logo)
-    report(progress, len(deck) / (len(deck) + 1), "Saving the deck")
+        report(progress, (number + 1) / (len(deck) + 2), f"Adding slide {number + 1} of {len(deck)}")
+        _add_slide(prs, content, number, branding, media)
+    report(progress, (len(deck) + 1) / (len(deck) + 2), "Saving the deck")
     out_path = Path(out_path)
     try:
         prs.save(str(out_path))

@@ -32,11 +32,21 @@ from core.permissions import Actor
 from core.services.visuals import BeforeRef, ComparisonRequest, OutputSpec, Overlays, VisualService
 
 DECK_OUTPUTS = {"pptx": ExportType.PPTX, "pdf": ExportType.PDF, "handout": ExportType.PDF, "pack": ExportType.PACK}
-TEMPLATE_LABELS = {"new_patient_consult": "New-patient consult", "progress_update": "Progress update",
-                   "treatment_complete": "Treatment complete"}
-DEFAULT_TITLES = {"title": "Your treatment plan", "comparison": "Before and predicted", "stage_grid": "Stage by stage",
-                  "outcome_card": "Your predicted result", "video": "Your treatment, animated",
-                  "photo": "Your smile today", "summary": "Plan summary", "disclaimer": "Please note"}
+TEMPLATE_LABELS = {
+    "new_patient_consult": "New-patient consult",
+    "progress_update": "Progress update",
+    "treatment_complete": "Treatment complete",
+}
+DEFAULT_TITLES = {
+    "title": "Your treatment plan",
+    "comparison": "Before and predicted",
+    "stage_grid": "Stage by stage",
+    "outcome_card": "Your predicted result",
+    "video": "Your treatment, animated",
+    "photo": "Your smile today",
+    "summary": "Plan summary",
+    "disclaimer": "Please note",
+}
 TALKING_POINTS = {
     "title": "Welcome; explain that we will walk through the plan step by step.",
     "comparison": "Left is today, right is the predicted result. Point out crowding and how it resolves.",
@@ -71,14 +81,20 @@ class DeckService:
         if template not in TEMPLATES:
             raise ValidationError(f"Unknown template {template!r}; choose one of {', '.join(TEMPLATE_LABELS)}.")
         patient = self._infra.patients.get(actor.clinic_id, patient_id)
-        approved = [s for s in self._infra.simulations.list_for_patient(actor.clinic_id, patient.id,
-                                                                          approved_only=True)]
+        approved = [
+            s for s in self._infra.simulations.list_for_patient(actor.clinic_id, patient.id, approved_only=True)
+        ]
         if not approved:
-            raise ValidationError("This patient has no approved simulation yet; a doctor must approve a version "
-                                  "before it can go into a presentation.")
+            raise ValidationError(
+                "This patient has no approved simulation yet; a doctor must approve a version "
+                "before it can go into a presentation."
+            )
         sim = sorted(approved, key=lambda s: s.updatedAt)[-1]
-        videos = [e for e in self._infra.exports.list_for_simulation(actor.clinic_id, sim.id)
-                  if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE]
+        videos = [
+            e
+            for e in self._infra.exports.list_for_simulation(actor.clinic_id, sim.id)
+            if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE
+        ]
         photos = self._infra.assets.list_for_patient(actor.clinic_id, patient.id, kinds=(AssetKind.PHOTO,))
         slides = []
         for kind in TEMPLATES[template]:
@@ -98,8 +114,15 @@ class DeckService:
             slides.append(slide)
         name = f"{TEMPLATE_LABELS[template]} · {datetime.now(UTC):%d %b %Y}"
         used = self._check_slides(actor, patient.id, slides)
-        return self._infra.decks.create(actor.clinic_id, patient_id=patient.id, template=template, name=name,
-                                        slides=slides, used_versions=used, created_by=actor.id)
+        return self._infra.decks.create(
+            actor.clinic_id,
+            patient_id=patient.id,
+            template=template,
+            name=name,
+            slides=slides,
+            used_versions=used,
+            created_by=actor.id,
+        )
 
     def save(self, actor: Actor, deck_id: str, *, name: str, slides: Sequence[DeckSlide]) -> Deck:
         actor.require(Permission.IMAGING_CAPTURE)
@@ -107,8 +130,14 @@ class DeckService:
         if not slides:
             raise ValidationError("A deck needs at least one slide.")
         used = self._check_slides(actor, deck.patientId, slides)
-        return self._infra.decks.update(actor.clinic_id, deck.id, expected_revision=deck.revision,
-                                        name=name.strip() or deck.name, slides=list(slides), used_versions=used)
+        return self._infra.decks.update(
+            actor.clinic_id,
+            deck.id,
+            expected_revision=deck.revision,
+            name=name.strip() or deck.name,
+            slides=list(slides),
+            used_versions=used,
+        )
 
     def _check_slides(self, actor: Actor, patient_id: str, slides: Sequence[DeckSlide]) -> dict[str, int]:
         """Every referenced version must be this patient's and approved; returns {simulation: version}."""
@@ -123,8 +152,10 @@ class DeckService:
                 if sim.patientId != patient_id:
                     raise ValidationError("A slide refers to another patient's simulation.")
                 if not sim.isApproved:
-                    raise ValidationError(f"“{sim.name}” v{sim.version} is not approved; only versions a doctor "
-                                          "approved can go into a presentation.")
+                    raise ValidationError(
+                        f"“{sim.name}” v{sim.version} is not approved; only versions a doctor "
+                        "approved can go into a presentation."
+                    )
                 used[sim.id] = sim.version
             if slide.kind == "video":
                 export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
@@ -149,22 +180,37 @@ class DeckService:
         out = []
         for sim_id, version in deck.usedVersions.items():
             versions = self._infra.simulations.series_versions(actor.clinic_id, sim_id)
-            newer = [v for v in versions if v.version > version and v.isApproved
-                     and v.status is not SimulationStatus.ARCHIVED]
+            newer = [
+                v
+                for v in versions
+                if v.version > version and v.isApproved and v.status is not SimulationStatus.ARCHIVED
+            ]
             if newer:
-                out.append(DeckWarning(f"“{newer[0].name}” v{newer[0].version} was approved after this deck's v{version};"
-                                       " update the slides to show it."))
+                out.append(
+                    DeckWarning(
+                        f"“{newer[0].name}” v{newer[0].version} was approved after this deck's v{version};"
+                        " update the slides to show it."
+                    )
+                )
         return out
 
     def options(self, actor: Actor, patient_id: str) -> dict[str, list[tuple[str, str]]]:
         """What slides can refer to: approved versions, finished videos, gallery photos (id, label)."""
         actor.require(Permission.IMAGING_VIEW)
         sims = self._infra.simulations.list_for_patient(actor.clinic_id, patient_id, approved_only=True)
-        videos = [(e.id, f"{e.name or 'Video'} · {e.createdAt:%Y-%m-%d}") for s in sims
-                  for e in self._infra.exports.list_for_simulation(actor.clinic_id, s.id)
-                  if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE]
-        photos = [(a.id, a.label or "Photo") for a in self._infra.assets.list_for_patient(
-            actor.clinic_id, patient_id, kinds=(AssetKind.PHOTO, AssetKind.SCAN)) if a.contentType.startswith("image/")]
+        videos = [
+            (e.id, f"{e.name or 'Video'} · {e.createdAt:%Y-%m-%d}")
+            for s in sims
+            for e in self._infra.exports.list_for_simulation(actor.clinic_id, s.id)
+            if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE
+        ]
+        photos = [
+            (a.id, a.label or "Photo")
+            for a in self._infra.assets.list_for_patient(
+                actor.clinic_id, patient_id, kinds=(AssetKind.PHOTO, AssetKind.SCAN)
+            )
+            if a.contentType.startswith("image/")
+        ]
         return {"simulations": [(s.id, f"{s.name} · v{s.version}") for s in sims], "videos": videos, "photos": photos}
 
     def thumbnail(self, actor: Actor, slide: DeckSlide) -> bytes | None:
@@ -193,7 +239,7 @@ class DeckService:
         self._check_slides(actor, deck.patientId, deck.slides)  # approvals may have been revoked since
         clinic = self._infra.clinics.get(actor.clinic_id)
         logo = self._infra.store.get(clinic.logoSha256) if clinic.logoSha256 else None
-        color = tuple(int(clinic.primaryColor[i:i + 2], 16) for i in (1, 3, 5))
+        color = tuple(int(clinic.primaryColor[i : i + 2], 16) for i in (1, 3, 5))
         branding = Branding(clinic_name=clinic.name, primary_color=color, footer=clinic.footerText, logo_png=logo)
         work = out.parent / f"{out.stem}-parts"
         work.mkdir(parents=True, exist_ok=True)
@@ -213,8 +259,11 @@ class DeckService:
                     files.append((f"video-{n + 1}.mp4", content.video_path))
                 patient = self._infra.patients.get(actor.clinic_id, deck.patientId)
                 who = f"{patient.firstName} {patient.lastName}" if clinic.showPatientNames else patient.initials
-                index = [f"{clinic.name} — case presentation for {who}", deck.name,
-                         *(f"Simulation v{v}" for v in deck.usedVersions.values())]
+                index = [
+                    f"{clinic.name} — case presentation for {who}",
+                    deck.name,
+                    *(f"Simulation v{v}" for v in deck.usedVersions.values()),
+                ]
                 build_pack(files, index, out)
                 return {"files": len(files) + 1}
             return {"slides": result.slides}
@@ -243,18 +292,24 @@ class DeckService:
         overlays = Overlays(stage_label=False, date=False, clinic=False)
         if slide.kind == "comparison":
             first, last = self._ends(sim)
-            request = ComparisonRequest(before=BeforeRef(frame_index=first), predicted=(last,),
-                                        output=OutputSpec(size="4k"), overlays=overlays)
-            return SlideContent(**base, images=(self._visuals.render_comparison(actor, sim.id, request, preview=False),))
+            request = ComparisonRequest(
+                before=BeforeRef(frame_index=first), predicted=(last,), output=OutputSpec(size="4k"), overlays=overlays
+            )
+            return SlideContent(
+                **base, images=(self._visuals.render_comparison(actor, sim.id, request, preview=False),)
+            )
         if slide.kind == "outcome_card":
             request = self._visuals.outcome_card_request(actor, sim.id, OutputSpec(size="4k"), overlays)
-            return SlideContent(**base, images=(self._visuals.render_comparison(actor, sim.id, request, preview=False),))
+            return SlideContent(
+                **base, images=(self._visuals.render_comparison(actor, sim.id, request, preview=False),)
+            )
         if slide.kind == "stage_grid":
             frames = sim.frames_for_view(sim.views[0])
             picks = sorted({round(i * (len(frames) - 1) / 5) for i in range(6)})
             images = tuple(self._pixels(actor, frames[i].assetId) for i in picks)
-            return SlideContent(**base, images=images,
-                                caption=slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks))
+            return SlideContent(
+                **base, images=images, caption=slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks)
+            )
         export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
         asset = self._infra.assets.get(actor.clinic_id, export.asset_id or "")
         video = work / f"video-{export.id}.mp4"
