@@ -7,6 +7,7 @@ frames), never about bytes.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import cv2
@@ -213,7 +214,13 @@ def test_cancel_stops_and_deletes_the_partial_file(tmp_path: Path, source: ListS
 
     def cancelled() -> bool:
         polls["n"] += 1
-        return polls["n"] > 40
+        if polls["n"] <= 40:
+            return False
+        deadline = time.monotonic() + 5
+        while not out.exists() and time.monotonic() < deadline:  # let ffmpeg create the partial file
+            time.sleep(0.01)
+        assert out.exists()
+        return True
 
     progress: list[float] = []
     with pytest.raises(RenderCancelled):
@@ -225,10 +232,18 @@ def test_cancel_stops_and_deletes_the_partial_file(tmp_path: Path, source: ListS
 def test_wipe_reveals_predicted_left_of_the_divider(tmp_path: Path) -> None:
     before, after = disc_frame(0), disc_frame(STAGES - 1)
     spec = small(transition="cut")
-    result = render_wipe(before, after, spec, tmp_path / "wipe.mp4", labels=("", ""), seconds=2.0)
+    result = render_wipe(before, after, spec, tmp_path / "wipe.mp4", seconds=2.0)
     assert result.frames == 60 and probe_media(tmp_path / "wipe.mp4")["frames"] == 60
     frames = decode_frames(tmp_path / "wipe.mp4", {0, 30})
     start_x = np.nonzero(disc_mask(frames[0]))[1].mean()
     assert start_x == pytest.approx(START_X, abs=2)  # all "before"
     xs = np.nonzero(disc_mask(frames[30]))[1]
     assert xs.mean() == pytest.approx(START_X + STEP_X * (STAGES - 1), abs=2)  # fully revealed at the peak
+
+    def has_plate(rgb: np.ndarray, side: str) -> bool:
+        corner = rgb[:30, -100:] if side == "right" else rgb[:30, :100]
+        return bool((corner.astype(int).sum(axis=2) < 250).sum() > 50)  # the dark label plate
+
+    # Each label belongs to its picture: "Before" top-right at the start, "Predicted" top-left at the peak.
+    assert has_plate(frames[0], "right") and not has_plate(frames[0], "left")
+    assert has_plate(frames[30], "left") and not has_plate(frames[30], "right")

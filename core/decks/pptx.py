@@ -21,6 +21,7 @@ metadata. The template's extended properties (docProps/app.xml: application name
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -196,17 +197,30 @@ def _branding(slide: Slide, branding: Branding, logo: tuple[bytes, tuple[int, in
 
 # --------------------------------------------------------------------------- slide kinds
 
-def _text_size(lines: Sequence[str], base: float) -> float:
-    # Long lists get a smaller start size; TEXT_TO_FIT_SHAPE shrinks further where apps support it.
-    chars = sum(len(line) for line in lines)
-    return base if chars <= 500 else base * 0.8 if chars <= 1000 else base * 0.7
+def _fitting_size(lines: Sequence[str], base: float, box: Box, *, minimum: float = 10.0) -> float:
+    """The largest font size <= `base` (pt) at which `lines` should fit `box` once wrapped.
+
+    An estimate (average glyph ~0.5 em wide, 1.2 line height), because PowerPoint and Keynote
+    do not apply TEXT_TO_FIT_SHAPE until the text is edited; it keeps text on the slide.
+    """
+    width_pt, height_pt = box[2] * 72, box[3] * 72
+    size = base
+    while size > minimum:
+        per_row = max(1.0, width_pt / (0.5 * size))
+        rows = sum(max(1, math.ceil(len(line) / per_row)) for line in lines)
+        if rows * size * 1.2 <= height_pt:
+            break
+        size -= 1
+    return max(size, minimum)
 
 
 def _title_slide(slide: Slide, content: SlideContent) -> None:
-    _set_title(slide, content.title, (MARGIN, 2.2, SLIDE_W - 2 * MARGIN, 1.2), 40, PP_ALIGN.CENTER)
+    title_box = (MARGIN, 2.2, SLIDE_W - 2 * MARGIN, 1.2)
+    _set_title(slide, content.title, title_box, _fitting_size([content.title], 40, title_box), PP_ALIGN.CENTER)
     if content.lines:
-        _text_box(slide.shapes, (MARGIN + 0.5, 3.6, SLIDE_W - 2 * MARGIN - 1.0, 2.6), content.lines,
-                  _text_size(content.lines, 22), color=MUTED, align=PP_ALIGN.CENTER, shrink=True)
+        box = (MARGIN + 0.5, 3.6, SLIDE_W - 2 * MARGIN - 1.0, 3.1)
+        _text_box(slide.shapes, box, content.lines, _fitting_size(content.lines, 22, box), color=MUTED,
+                  align=PP_ALIGN.CENTER, shrink=True)
 
 
 def _pictures(slide: Slide, content: SlideContent, media: _Media) -> None:
@@ -240,11 +254,11 @@ def _text_slide(slide: Slide, content: SlideContent) -> None:
         _text_box(slide.shapes, (MARGIN, PICTURE_AREA[1], PICTURE_AREA[2], 1.0), [DISCLAIMER], 26, bold=True)
         x, y, width, height = PICTURE_AREA
         if content.lines:
-            _text_box(slide.shapes, (x, y + 1.2, width, height - 1.2), content.lines, _text_size(content.lines, 20),
-                      shrink=True)
+            box = (x, y + 1.2, width, height - 1.2)
+            _text_box(slide.shapes, box, content.lines, _fitting_size(content.lines, 20, box), shrink=True)
         return
     bullets = [f"•  {line}" for line in content.lines]
-    _text_box(slide.shapes, PICTURE_AREA, bullets, _text_size(content.lines, 22), shrink=True)
+    _text_box(slide.shapes, PICTURE_AREA, bullets, _fitting_size(bullets, 22, PICTURE_AREA), shrink=True)
 
 
 def _add_slide(prs: PresentationType, content: SlideContent, index: int, branding: Branding, media: _Media) -> None:
@@ -253,7 +267,7 @@ def _add_slide(prs: PresentationType, content: SlideContent, index: int, brandin
     if content.kind == "title":
         _title_slide(slide, content)
     else:
-        _set_title(slide, content.title, TITLE_BOX, 30, PP_ALIGN.LEFT)
+        _set_title(slide, content.title, TITLE_BOX, _fitting_size([content.title], 30, TITLE_BOX), PP_ALIGN.LEFT)
     if content.images:
         _pictures(slide, content, media)
     elif content.kind == "video":
@@ -261,7 +275,8 @@ def _add_slide(prs: PresentationType, content: SlideContent, index: int, brandin
     elif content.kind in ("summary", "disclaimer"):
         _text_slide(slide, content)
     if content.caption:
-        _text_box(slide.shapes, CAPTION_BOX, [content.caption], 16, color=MUTED, align=PP_ALIGN.CENTER)
+        size = _fitting_size([content.caption], 16, CAPTION_BOX)
+        _text_box(slide.shapes, CAPTION_BOX, [content.caption], size, color=MUTED, align=PP_ALIGN.CENTER)
     slide.notes_slide.notes_text_frame.text = default_notes(content)
 
 
@@ -272,9 +287,9 @@ def build_pptx(slides: Sequence[SlideContent], branding: Branding, out_path: Pat
     """Write `slides` as a 16:9 PowerPoint deck to `out_path` (see the module docstring).
 
     `created` fixes the document's created/modified dates (deterministic output; default now, UTC).
-    `progress(fraction, message)` is called once per slide. Returns the slide count, file size and
-    the embedded media part names. Raises ValidationError for bad slides or an unreadable video; a
-    partial file is deleted on any failure.
+    `progress(fraction, message)` is called before encoding, per slide and on saving. Returns the
+    slide count, file size and the embedded media part names. Raises ValidationError for bad slides
+    or an unreadable video; a partial file is deleted on any failure.
     """
     deck = check_deck(slides, branding)
     when = _utc_naive(created)
@@ -292,9 +307,9 @@ def build_pptx(slides: Sequence[SlideContent], branding: Branding, out_path: Pat
     try:
         prs.save(str(out_path))
         with zipfile.ZipFile(out_path) as package:
-            media = tuple(sorted(name for name in package.namelist() if name.startswith("ppt/media/")))
+            parts = tuple(sorted(name for name in package.namelist() if name.startswith("ppt/media/")))
     except BaseException:
         out_path.unlink(missing_ok=True)
         raise
     report(progress, 1.0, "Deck ready")
-    return DeckResult(len(deck), out_path.stat().st_size, media)
+    return DeckResult(len(deck), out_path.stat().st_size, parts)

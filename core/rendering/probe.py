@@ -111,6 +111,7 @@ def decode_frames(path: Path, indices: set[int] | None = None) -> dict[int, np.n
 # --------------------------------------------------------------------------- PDF
 
 _OBJ = re.compile(rb"(\d+) 0 obj\s*")
+_STREAM = re.compile(rb">>\s*stream(?:\r\n|\n)")  # the keyword right after a dictionary, not inside a string
 _REF = rb"(\d+) 0 R"
 
 
@@ -124,17 +125,17 @@ def _objects(data: bytes) -> dict[int, tuple[bytes, bytes | None]]:
     position = 0
     while (match := _OBJ.search(data, position)) is not None:
         number, start = int(match.group(1)), match.end()
-        stream_at = data.find(b"stream", start)
         end_at = data.find(b"endobj", start)
         if end_at < 0:
             break
-        if 0 <= stream_at < end_at:
+        stream = _STREAM.search(data, start)
+        if stream is not None and stream.start() < end_at:
+            stream_at = stream.start() + 2
             head = data[start:stream_at]
             length = re.search(rb"/Length (\d+)", head)
             if length is None:
                 raise ValidationError(f"PDF object {number} has a stream without a direct /Length.")
-            body_start = stream_at + len(b"stream")
-            body_start += 2 if data[body_start:body_start + 2] == b"\r\n" else 1
+            body_start = stream.end()
             body = data[body_start:body_start + int(length.group(1))]
             objects[number] = (head, body)
             position = data.find(b"endobj", body_start + len(body)) + len(b"endobj")

@@ -509,8 +509,8 @@ def _wipe_frame(before: np.ndarray, after: np.ndarray, position: float, out: np.
         for column in (start, end - 1):
             y[:, column] = (16 + (y[:, column].astype(np.uint16) - 16) * 55 // 100).astype(np.uint8)
         y[:, start + 1:end - 1] = 235
-        u[:, (start + 1) // 2:(end - 1 + 1) // 2] = 128
-        v[:, (start + 1) // 2:(end - 1 + 1) // 2] = 128
+        u[:, (start + 1) // 2:end // 2] = 128  # neutral chroma under the white core
+        v[:, (start + 1) // 2:end // 2] = 128
     return out
 
 

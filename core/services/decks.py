@@ -89,7 +89,8 @@ class DeckService:
                 "This patient has no approved simulation yet; a doctor must approve a version "
                 "before it can go into a presentation."
             )
-        sim = sorted(approved, key=lambda s: s.updatedAt)[-1]
+        latest = sorted(approved, key=lambda s: s.updatedAt)[-1]
+        sim = self._infra.simulations.get(actor.clinic_id, latest.id)  # with its frames
         videos = [
             e
             for e in self._infra.exports.list_for_simulation(actor.clinic_id, sim.id)
@@ -307,9 +308,8 @@ class DeckService:
             frames = sim.frames_for_view(sim.views[0])
             picks = sorted({round(i * (len(frames) - 1) / 5) for i in range(6)})
             images = tuple(self._pixels(actor, frames[i].assetId) for i in picks)
-            return SlideContent(
-                **base, images=images, caption=slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks)
-            )
+            caption = slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks)
+            return SlideContent(**{**base, "caption": caption}, images=images)
         export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
         asset = self._infra.assets.get(actor.clinic_id, export.asset_id or "")
         video = work / f"video-{export.id}.mp4"
