@@ -26,9 +26,11 @@ import numpy as np
 from core.errors import ConfigurationError
 from core.rendering import RenderError
 
-#: Frames buffered between the generator and the pipe writer; 4 x 3 MB (1080p I420) is plenty to
-#: absorb jitter while keeping memory flat.
-QUEUE_FRAMES = 4
+#: Bytes of frames buffered between the generator and the pipe writer. Enough run-ahead (~15 frames
+#: of 1080p, ~70 ms of encoding) that a briefly descheduled generator on a busy machine never starves
+#: the encoder, while memory stays flat (the buffer is a fixed ring, see video._Ring).
+QUEUE_BYTES = 48 * 2**20
+MIN_QUEUE_FRAMES, MAX_QUEUE_FRAMES = 4, 16
 _STOP = object()
 
 
@@ -49,6 +51,11 @@ def file_url(path: Path) -> str:
     return "file:" + str(Path(path).resolve())
 
 
+def queue_frames(frame_bytes: int) -> int:
+    """How many frames of `frame_bytes` may wait in the pipe queue (QUEUE_BYTES, clamped to 4..16)."""
+    return max(MIN_QUEUE_FRAMES, min(MAX_QUEUE_FRAMES, QUEUE_BYTES // max(1, frame_bytes)))
+
+
 def encode_timeout(frames: int, width: int, height: int) -> float:
     """A generous wall-clock limit for encoding: 2 min plus 0.2 s per megapixel-frame."""
     return 120.0 + 0.2 * frames * width * height / 1e6
@@ -62,7 +69,7 @@ class FfmpegPipe:
     when the process fails, or when it exceeds `timeout_s` overall.
     """
 
-    def __init__(self, argv: list[str], *, timeout_s: float) -> None:
+    def __init__(self, argv: list[str], *, timeout_s: float, queue_size: int = MIN_QUEUE_FRAMES) -> None:
         self._deadline = time.monotonic() + timeout_s
         self._timeout_s = timeout_s
         # A file, not a PIPE: a chatty ffmpeg can never block on it. It lives as long as the process (closed in
@@ -70,7 +77,7 @@ class FfmpegPipe:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen([ffmpeg_exe(), *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log, shell=False)
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_FRAMES)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._pump, name="ffmpeg-writer", daemon=True)
         self._thread.start()

@@ -54,8 +54,8 @@ from core.rendering import (
     check_source,
     report,
 )
-from core.rendering._ffmpeg import QUEUE_FRAMES, FfmpegPipe, encode_timeout, file_url
-from core.rendering._yuv import COLOR_TAGS, i420_planes, rgb_to_i420
+from core.rendering._ffmpeg import FfmpegPipe, encode_timeout, file_url, queue_frames
+from core.rendering._yuv import COLOR_TAGS, i420_planes, i420_size, rgb_to_i420
 from core.rendering.cards import TitleCard, render_card
 
 PRESETS: dict[str, tuple[int, int]] = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160),
@@ -295,14 +295,15 @@ class _Lru:
 
 
 class _Ring:
-    """Preallocated output buffers reused round-robin (no 3 MB allocation + page faults per frame).
+    """Preallocated I420 output buffers reused round-robin (no 3 MB allocation + page faults per frame).
 
-    Safe because at most QUEUE_FRAMES frames wait in the pipe queue, one is being written and one is
-    being filled: a buffer is reused only after ring-size newer frames were queued.
+    Safe because at most `queue_frames` frames wait in the pipe queue, one is being written and one
+    is being filled: a buffer is reused only after ring-size newer frames were queued.
     """
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self._buffers = [np.empty(shape, np.uint8) for _ in range(QUEUE_FRAMES + 3)]
+    def __init__(self, width: int, height: int) -> None:
+        count = queue_frames(i420_size(width, height)) + 3
+        self._buffers = [np.empty((height * 3 // 2, width), np.uint8) for _ in range(count)]
         self._next = 0
 
     def take(self) -> np.ndarray:
@@ -362,7 +363,7 @@ class _StageFrames:
         self._clean: _Lru = _Lru(3)
         self._stills: _Lru = _Lru(3)
         self._flows: _Lru = _Lru(1)
-        self._ring = _Ring((self._height * 3 // 2, self._width))
+        self._ring = _Ring(self._width, self._height)
         self._grid: np.ndarray | None = None
 
     def _picture(self, slide_index: int) -> np.ndarray:
@@ -435,7 +436,8 @@ def _encode(frames: Iterator[np.ndarray], count: int, spec: VideoSpec, out_path:
     width, height = spec.output_size
     out_path = Path(out_path)
     step = max(1, count // 100)
-    pipe = FfmpegPipe(_ffmpeg_args(spec, width, height, out_path), timeout_s=encode_timeout(count, width, height))
+    pipe = FfmpegPipe(_ffmpeg_args(spec, width, height, out_path), timeout_s=encode_timeout(count, width, height),
+                      queue_size=queue_frames(i420_size(width, height)))
     try:
         for index, frame in enumerate(frames):
             if cancelled is not None and cancelled():
@@ -550,7 +552,7 @@ def render_wipe(before: np.ndarray, after: np.ndarray, spec: VideoSpec, out_path
     lead = round(spec.title_card.seconds * spec.fps) if spec.title_card else 0
     tail = round(spec.end_card.seconds * spec.fps) if spec.end_card else 0
     count = lead + len(positions) + tail
-    ring = _Ring((height * 3 // 2, width))
+    ring = _Ring(width, height)
 
     def blend(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
         return cv2.addWeighted(a, 1 - t, b, t, 0, dst=ring.take())
