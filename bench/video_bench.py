@@ -49,9 +49,9 @@ def main() -> None:
         sim = services.review.approve(Actor(users[Role.DOCTOR]), sim.id)
         request = RenderRequest(ExportType.VIDEO, preset="1080p", fps=30, seconds_per_stage=0.5,
                                 transition="crossfade", title_card=False, end_card=False, hold_final_seconds=1.5)
-        spec = services.exports._video_spec(request, clinic.name)
+        spec = services.exports._video_spec(request, clinic.name)  # the job's exact spec
 
-        def overlay(rgb, stage):
+        def overlay(rgb, stage):  # the job's overlay, so the floor encodes the same frames
             label = f"Stage {stage} of {STAGES - 1}"
             return apply_overlays(rgb, services.visuals.overlay_spec(actor, sim, request.overlays, label))
 
