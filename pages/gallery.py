@@ -9,6 +9,10 @@ from ui.context import require_actor, services, show_error
 from ui.widgets import patient_picker
 
 KIND_LABELS = {AssetKind.PHOTO: "Photos", AssetKind.SCAN: "Scans", AssetKind.EXPORT: "Exports"}
+FILE_ICONS = {"video/mp4": ":material/movie: MP4", "video/webm": ":material/movie: WebM",
+              "image/gif": ":material/gif_box: GIF", "application/pdf": ":material/picture_as_pdf: PDF",
+              "application/zip": ":material/folder_zip: ZIP", "model/stl": ":material/view_in_ar: STL",
+              "application/xml": ":material/description: manifest"}
 
 actor = require_actor()
 st.title("Gallery")
@@ -26,7 +30,10 @@ try:
         for col, item in zip(st.columns(4), items[row:row + 4], strict=False):
             asset = item.asset
             with col.container(border=True):
-                st.image(services().visuals.thumbnail(actor, asset.id), width="stretch")
+                if asset.contentType in ("image/png", "image/jpeg"):
+                    st.image(services().visuals.thumbnail(actor, asset.id), width="stretch")
+                else:
+                    st.markdown(f"#### {FILE_ICONS.get(asset.contentType, ':material/description:')}")
                 st.markdown(f"**{asset.label or KIND_LABELS.get(asset.kind, asset.kind.value)}**")
                 facts = [f"{asset.width} × {asset.height}", f"{asset.createdAt:%Y-%m-%d}"]
                 if item.export:

@@ -194,3 +194,25 @@ def test_a_coordinator_imports_screenshots_from_the_import_page(app_env, world, 
     next(b for b in at.button if b.label.startswith("Import 2 frames")).click().run()
     assert not at.exception and not at.error
     assert services.imports.get(world.actor(), record.id).state.value == "IMPORTING"
+
+
+def test_opening_a_simulation_is_audited_once_not_on_every_rerun(app_env, world, infra):
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/simulation.py").run()
+    at.slider[0].set_value(2).run()
+    at.slider[0].set_value(3).run()
+    assert infra.db.audit_events.count_documents({"action": "simulation.view"}) == 1
+
+
+def test_the_gallery_lists_non_image_exports_without_trying_to_draw_them(app_env, world, infra):
+    from core.domain import AssetKind
+
+    blob = infra.store.put(b"%PDF-1.4 fake")
+    infra.assets.insert_many(world.clinic.id, [infra.assets.new_document(
+        world.clinic.id, patient_id=world.patient.id, kind=AssetKind.EXPORT, content_type="application/pdf",
+        size=blob.size, sha256=blob.sha256, created_by=world.users[Role.COORDINATOR].id, label="Print PDF · v1",
+        details={"approved": True, "simulationVersion": 1})])
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/gallery.py").run()
+    assert not at.exception and not at.error
+    assert any("Print PDF" in m.value for m in at.markdown)

@@ -71,7 +71,11 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
                               f"{' · approved' if versions[i].isApproved else ' · draft'}",
     )
     st.session_state[SIMULATION_KEY] = chosen
-    return services().simulations.get(actor, chosen)
+    sim = services().simulations.get(actor, chosen)
+    if st.session_state.get("viewed_simulation") != chosen:  # one audit event per opened version, not per rerun
+        services().simulations.record_view(actor, chosen)
+        st.session_state["viewed_simulation"] = chosen
+    return sim
 
 
 def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:

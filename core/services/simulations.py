@@ -105,6 +105,12 @@ class SimulationService:
             raise NotFoundError("This simulation version is not approved yet; presenters see approved versions only.")
         return sim
 
+    def record_view(self, actor: Actor, simulation_id: str) -> None:
+        """Audit that the actor opened this version (pages call it once per opened version)."""
+        sim = self.get(actor, simulation_id)
+        self._infra.audit.append(actor.clinic_id, action="simulation.view", user_id=actor.id, role=actor.role.value,
+                                 patient_id=sim.patientId, simulation_id=sim.id, details={"version": sim.version})
+
     def context(self, actor: Actor, sim: TreatmentSimulation) -> SimulationContext:
         self.get(actor, sim.id)
         treatment = self._infra.treatments.get(actor.clinic_id, sim.treatmentId) if sim.treatmentId else None

@@ -427,6 +427,7 @@ class VisualService:
         return items
 
     def thumbnail(self, actor: Actor, asset_id: str, box: tuple[int, int] = (480, 360)) -> np.ndarray:
+        """A small picture of an image asset (PNG/JPEG); other files have no thumbnail."""
         actor.require(Permission.IMAGING_VIEW)
         pixels = self._asset_pixels(actor.clinic_id, asset_id)
         return fit(pixels, fit_within(pixels.shape[1], pixels.shape[0], box))
@@ -449,6 +450,9 @@ class VisualService:
 
 def download_name(asset: ImagingAsset) -> str:
     """A file name without patient data: kind, a short id and the extension."""
-    extension = {"image/png": "png", "image/jpeg": "jpg", "video/mp4": "mp4", "image/gif": "gif",
-                 "application/pdf": "pdf"}.get(asset.contentType, "bin")
+    extension = {"image/png": "png", "image/jpeg": "jpg", "video/mp4": "mp4", "video/webm": "webm",
+                 "image/gif": "gif", "application/pdf": "pdf", "application/zip": "zip", "model/stl": "stl",
+                 "application/xml": "xml",
+                 "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+                 }.get(asset.contentType, "bin")
     return f"{asset.kind.value.lower()}-{asset.id[-8:]}.{extension}"
