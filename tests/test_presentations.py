@@ -59,7 +59,8 @@ def test_a_consult_deck_builds_as_pptx_pdf_and_pack_with_the_video_embedded(serv
     assert pptx.state is ExportState.DONE, pptx.error
     presentation = Presentation(str(_file(services, pptx, tmp_path, "deck.pptx")))
     assert len(presentation.slides) == len(deck.slides)
-    assert [s.shapes.title.text if s.shapes.title else "" for s in presentation.slides][0] == deck.slides[0].title
+    titles = [s.shapes.title.text if s.shapes.title else "" for s in presentation.slides]
+    assert titles == [slide.title for slide in deck.slides]  # same slides, same order
     assert all(s.has_notes_slide and s.notes_slide.notes_text_frame.text for s in presentation.slides)
     with zipfile.ZipFile(tmp_path / "deck.pptx") as package:
         assert any(n.startswith("ppt/media/") and n.endswith(".mp4") for n in package.namelist())
