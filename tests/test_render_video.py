@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from core.errors import ValidationError
-from core.rendering import ListSource, RenderCancelled
+from core.rendering import ListSource, RenderCancelled, RenderError
+from core.rendering._ffmpeg import FfmpegPipe, file_url
 from core.rendering._yuv import i420_to_rgb, rgb_to_i420
 from core.rendering.probe import decode_frames, probe_media
 from core.rendering.video import (
@@ -247,3 +248,21 @@ def test_wipe_reveals_predicted_left_of_the_divider(tmp_path: Path) -> None:
     # Each label belongs to its picture: "Before" top-right at the start, "Predicted" top-left at the peak.
     assert has_plate(frames[0], "right") and not has_plate(frames[0], "left")
     assert has_plate(frames[30], "left") and not has_plate(frames[30], "right")
+
+
+def test_encoder_failure_and_timeout_raise_render_errors(tmp_path: Path) -> None:
+    raw = ["-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", "16x16", "-i", "pipe:0"]
+    frame = np.zeros((16, 16), np.uint8)
+    broken = FfmpegPipe([*raw, "-f", "no_such_muxer", file_url(tmp_path / "x")], timeout_s=30)
+    with pytest.raises(RenderError, match="video encoder failed"):
+        for _ in range(2000):  # ffmpeg exits at once; a write or the final wait reports it
+            broken.write(frame)
+        broken.finish()
+    broken.abort()
+    slow = FfmpegPipe([*raw, "-f", "null", "-"], timeout_s=0.3)
+    time.sleep(0.6)  # the watchdog kills ffmpeg at the deadline
+    with pytest.raises(RenderError, match="took longer than"):
+        for _ in range(2000):
+            slow.write(frame)
+        slow.finish()
+    slow.abort()

@@ -26,7 +26,8 @@ from core.errors import StudioError, ValidationError
 Progress = Callable[[float, str], None]
 #: `cancelled()` is polled between frames; returning True aborts the render.
 Cancelled = Callable[[], bool]
-#: `overlay(rgb, stage_index)` returns the frame with captions/stamps burned in (input untouched).
+#: `overlay(rgb, stage_index)` returns a new frame with captions/stamps burned in. It must not modify
+#: `rgb` (it may be the caller's own source array), as `core.imaging.overlays.apply_overlays` does not.
 Overlay = Callable[[np.ndarray, int], np.ndarray]
 
 

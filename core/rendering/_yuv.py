@@ -24,6 +24,7 @@ _Y = np.array([[_KR * 219 / 255, _KG * 219 / 255, _KB * 219 / 255, 16.0]], np.fl
 _UV = np.array([[-_KR / (2 * (1 - _KB)) * 224 / 255, -_KG / (2 * (1 - _KB)) * 224 / 255, 0.5 * 224 / 255, 128.0],
                 [0.5 * 224 / 255, -_KG / (2 * (1 - _KR)) * 224 / 255, -_KB / (2 * (1 - _KR)) * 224 / 255, 128.0]],
                np.float32)
+_YUV = np.vstack([_Y, _UV])
 
 #: ffmpeg output options that declare what `rgb_to_i420` produces.
 COLOR_TAGS = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
@@ -38,12 +39,15 @@ def rgb_to_i420(rgb: np.ndarray) -> np.ndarray:
     """An I420 buffer (shape (h*3/2, w), uint8) of an even-sized RGB uint8 image: Y, then U, then V planes."""
     height, width = rgb.shape[:2]
     out = np.empty((height * 3 // 2, width), np.uint8)
-    out[:height] = cv2.transform(rgb, _Y).reshape(height, width)
-    half = cv2.resize(rgb, (width // 2, height // 2), interpolation=cv2.INTER_AREA)  # 2x2 block means
-    chroma = cv2.transform(half, _UV)
-    _, u, v = i420_planes(out, width, height)
-    u[:] = chroma[..., 0]
-    v[:] = chroma[..., 1]
+    y, u, v = i420_planes(out, width, height)
+    # One 3-in/3-out transform (OpenCV's vectorised path: 4x faster than 1- or 2-channel outputs),
+    # then chroma averaged over 2x2 blocks. The conversion is affine, so averaging after converting
+    # equals converting the averaged RGB (up to one rounding step).
+    yuv = cv2.transform(rgb, _YUV)
+    cv2.extractChannel(yuv, 0, dst=y)
+    half = cv2.resize(yuv, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    cv2.extractChannel(half, 1, dst=u)
+    cv2.extractChannel(half, 2, dst=v)
     return out
 
 

@@ -54,8 +54,8 @@ from core.rendering import (
     check_source,
     report,
 )
-from core.rendering._ffmpeg import FfmpegPipe, encode_timeout, file_url, queue_frames
-from core.rendering._yuv import COLOR_TAGS, i420_planes, i420_size, rgb_to_i420
+from core.rendering._ffmpeg import FfmpegPipe, encode_timeout, file_url
+from core.rendering._yuv import COLOR_TAGS, i420_planes, rgb_to_i420
 from core.rendering.cards import TitleCard, render_card
 
 PRESETS: dict[str, tuple[int, int]] = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160),
@@ -297,13 +297,14 @@ class _Lru:
 class _Ring:
     """Preallocated I420 output buffers reused round-robin (no 3 MB allocation + page faults per frame).
 
-    Safe because at most `queue_frames` frames wait in the pipe queue, one is being written and one
-    is being filled: a buffer is reused only after ring-size newer frames were queued.
+    The encoder pipe has consumed a frame when `write` returns, so a few buffers are plenty; the
+    spare ones let `iter_frames` callers look at the previous frame or two.
     """
 
+    SIZE = 4
+
     def __init__(self, width: int, height: int) -> None:
-        count = queue_frames(i420_size(width, height)) + 3
-        self._buffers = [np.empty((height * 3 // 2, width), np.uint8) for _ in range(count)]
+        self._buffers = [np.empty((height * 3 // 2, width), np.uint8) for _ in range(self.SIZE)]
         self._next = 0
 
     def take(self) -> np.ndarray:
@@ -436,8 +437,7 @@ def _encode(frames: Iterator[np.ndarray], count: int, spec: VideoSpec, out_path:
     width, height = spec.output_size
     out_path = Path(out_path)
     step = max(1, count // 100)
-    pipe = FfmpegPipe(_ffmpeg_args(spec, width, height, out_path), timeout_s=encode_timeout(count, width, height),
-                      queue_size=queue_frames(i420_size(width, height)))
+    pipe = FfmpegPipe(_ffmpeg_args(spec, width, height, out_path), timeout_s=encode_timeout(count, width, height))
     try:
         for index, frame in enumerate(frames):
             if cancelled is not None and cancelled():
@@ -457,8 +457,8 @@ def _encode(frames: Iterator[np.ndarray], count: int, spec: VideoSpec, out_path:
 def iter_frames(source: FrameSource, spec: VideoSpec, *, overlay: Overlay | None = None) -> Iterator[np.ndarray]:
     """Exactly the I420 frames `render_video` pipes to the encoder, in order (`plan(spec, count)`).
 
-    Repeated stills are the same array; transition frames live in a small ring of reused buffers,
-    so copy a frame to keep it beyond the next few iterations. `_yuv.i420_to_rgb` turns one back
+    Repeated stills are the same array; transition frames live in a ring of 4 reused buffers, so
+    copy a frame to keep it beyond the next three iterations. `_yuv.i420_to_rgb` turns one back
     into RGB (previews, tests, benchmarks).
     """
     the_plan = plan(spec, check_source(source))
