@@ -23,9 +23,10 @@ try:
     main, side = st.columns([4, 1])
     with side:
         simulation_summary(actor, sim)
-        with st.popover("Edit", icon=":material/edit:", width="stretch"):
+        # Toggles, not popovers: a popover's body runs on every rerun even while it is closed.
+        if st.toggle("Edit", key="edit-open"):
             manage(actor, sim)
-        with st.popover("History", icon=":material/history:", width="stretch"):
+        if st.toggle("History", key="history-open"):
             history(actor, sim)
     with main:
         frame_viewer(actor, sim)

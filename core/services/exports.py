@@ -14,8 +14,9 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from core.domain import (
 )
 from core.errors import NotFoundError, ServiceUnavailableError, StudioError, ValidationError
 from core.imaging import decode_rgb
+from core.imaging.compose import fit
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue
@@ -297,9 +299,16 @@ class ExportService:
         tmp = tmp_dir / f"export-{export.id}.partial.{extension}"  # generated name, never patient data
         tmp.unlink(missing_ok=True)
         stopped = False
+        last_report = 0.0
 
         def progress(fraction: float, step: str) -> None:
-            nonlocal stopped
+            # Throttled: one database write (which also renews the lease and reads a cancel request)
+            # every half second is plenty for the page, and keeps the job close to ffmpeg's own cost.
+            nonlocal stopped, last_report
+            now = time.monotonic()
+            if now - last_report < 0.5 and fraction < 1:
+                return
+            last_report = now
             if not self._infra.exports.report_progress(export.clinicId, export.id, round(100 * fraction), step,
                                                        self._lease):
                 stopped = True
@@ -375,16 +384,17 @@ class ExportService:
         frames = self._frames(sim, request)
         stage_label = self._stage_labeller(sim)
         clinic = self._infra.clinics.get(actor.clinic_id)
+        assets = self._infra.assets.get_many(actor.clinic_id, {f.assetId for f in frames})  # one query, not 40
+        captions = self._visuals.overlay_spec(actor, sim, request.overlays, None)
 
         def pixels(index: int) -> np.ndarray:
-            asset = self._infra.assets.get(actor.clinic_id, frames[index].assetId)
-            return decode_rgb(self._infra.store.get(asset.sha256))
+            return decode_rgb(self._infra.store.get(assets[frames[index].assetId].sha256))
 
         def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
             from core.imaging.overlays import apply_overlays
 
-            spec = self._visuals.overlay_spec(actor, sim, request.overlays, stage_label(frames[stage]))
-            return apply_overlays(rgb, spec)
+            label = stage_label(frames[stage]) if request.overlays.stage_label else None
+            return apply_overlays(rgb, replace(captions, stage_label=label))
 
         source = _LazySource(len(frames), pixels)
         if request.export_type is ExportType.VIDEO:
@@ -395,7 +405,11 @@ class ExportService:
                 before, after = self._wipe_images(actor, sim, request.wipe_of)
                 result = render_wipe(before, after, spec, out, overlay=lambda rgb, _s: overlay(rgb, len(frames) - 1))
             else:
-                result = render_video(source, spec, out, overlay=overlay, progress=progress, cancelled=cancelled)
+                # Fit and caption each stage on the decode threads, ahead of the encoder (the renderer
+                # would do the same per stage, but on the thread that feeds ffmpeg).
+                size = spec.output_size
+                ready = _LazySource(len(frames), lambda i: overlay(fit(pixels(i), size, spec.background), i))
+                result = render_video(ready, spec, out, progress=progress, cancelled=cancelled)
             return {"width": result.width, "height": result.height, "durationSeconds": result.duration_s,
                     "frames": result.frames, "codec": result.codec}
         if request.export_type is ExportType.GIF:
@@ -500,11 +514,28 @@ class ExportService:
 
 
 class _LazySource:
-    """Frames decoded on demand (the renderers fetch each stage once)."""
+    """Frames decoded on demand, a few stages ahead on a thread pool.
+
+    The renderers fetch each stage once, in order; decoding the next stages (OpenCV releases the GIL)
+    while ffmpeg encodes the current ones keeps the job close to the encoder's own cost.
+    """
+
+    AHEAD = 3
 
     def __init__(self, count: int, load: Callable[[int], np.ndarray]) -> None:
         self.count = count
         self._load = load
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        self._pending: dict[int, Future[np.ndarray]] = {}
 
     def get(self, index: int) -> np.ndarray:
-        return self._load(index)
+        for ahead in range(index, min(self.count, index + self.AHEAD + 1)):
+            if ahead not in self._pending:
+                self._pending[ahead] = self._pool.submit(self._load, ahead)
+        for old in [i for i in self._pending if i < index]:
+            self._pending.pop(old).cancel()
+        try:
+            return self._pending.pop(index).result()
+        finally:
+            if index == self.count - 1:
+                self._pool.shutdown(wait=False, cancel_futures=True)
