@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,7 +110,8 @@ def start_worker(env: dict[str, str], redis: Redis) -> subprocess.Popen:
     return process
 
 
-def stop_worker(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it if it does not stop within 20 s."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -116,8 +119,57 @@ def stop_worker(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    stop_process(process)
     if process.stdout:
         process.stdout.close()
+
+
+def start_streamlit(env: dict[str, str], log: Path, *extra_args: str,
+                    port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on loopback (a free port unless given); returns once /_stcore/health answers."""
+    port = port or free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", *extra_args],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"Streamlit exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                return response.read() == b"ok"
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=60, what="Streamlit")
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, f"http://127.0.0.1:{port}"
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    """A Playwright page in Debian's headless Chromium (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.set_default_timeout(30_000)
+        yield context.new_page()
+        browser.close()
 
 
 @pytest.fixture

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.config import PROJECT_ROOT
-from core.launcher import free_port
-from tests.conftest import wait_until
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from tests.conftest import CHROMIUM, start_streamlit, stop_process
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,40 +24,11 @@ def app_url(env: dict[str, str], services, tmp_path: Path) -> Iterator[str]:
     from core.demo.seed import seed_demo
 
     seed_demo(services, profile="mini", inline=True)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1"],
-        cwd=PROJECT_ROOT, env={**os.environ, **env, "DEV_SIGNIN": "1"},
-        stdout=open(tmp_path / "streamlit.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                return r.read() == b"ok"
-        except OSError:
-            return False
-
+    process, url = start_streamlit({**os.environ, **env, "DEV_SIGNIN": "1"}, tmp_path / "streamlit.log")
     try:
-        wait_until(healthy, timeout=60, what="Streamlit")
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-
-
-@pytest.fixture
-def page(tmp_path: Path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        browser.close()
+        stop_process(process)
 
 
 def test_a_coordinator_signs_in_opens_a_patient_and_scrubs_frames(app_url, page, tmp_path):

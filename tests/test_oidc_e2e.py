@@ -14,10 +14,7 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +24,9 @@ import pytest
 from core.config import PROJECT_ROOT
 from core.domain import Role, SimulationType
 from core.launcher import free_port
-from tests.conftest import wait_until
+from tests.conftest import CHROMIUM, start_streamlit, stop_process, wait_until
 from tests.factories import make_clinic, new_frames
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 OIDC_DIR = PROJECT_ROOT / "tests" / "oidc"
 NODE = shutil.which("node")
 CLIENT_ID = "treatment-studio-e2e"
@@ -53,16 +47,6 @@ pytestmark = [
 class Provider:
     issuer: str
     client_secret: str
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 def _log(path: Path) -> str:
@@ -97,7 +81,7 @@ def provider(app_port: int, email_verified_claim: str, tmp_path: Path) -> Iterat
         assert process.poll() is None, f"the OIDC provider exited:\n{_log(log)}"
         yield Provider(f"http://127.0.0.1:{port}", client_secret)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture
@@ -117,42 +101,14 @@ def secrets_file(provider: Provider, app_port: int, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app_url(env: dict[str, str], app_port: int, secrets_file: Path, tmp_path: Path) -> Iterator[str]:
-    log = tmp_path / "streamlit.log"
     app_env = {**os.environ, **env, "STREAMLIT_SECRETS_PATH": str(secrets_file)}
     app_env.pop("DEV_SIGNIN", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(app_port),
-         "--server.address", "127.0.0.1", "--secrets.files", str(secrets_file)],
-        cwd=PROJECT_ROOT, env=app_env,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-    )
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"Streamlit exited:\n{_log(log)}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=2) as r:
-                return r.read() == b"ok"
-        except OSError:
-            return False
-
+    process, url = start_streamlit(app_env, tmp_path / "streamlit.log", "--secrets.files", str(secrets_file),
+                                   port=app_port)
     try:
-        wait_until(healthy, timeout=60, what="Streamlit")
-        yield f"http://127.0.0.1:{app_port}"
+        yield url
     finally:
-        _stop(process)
-
-
-@pytest.fixture
-def page(tmp_path: Path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        browser.close()
+        stop_process(process)
 
 
 def _sign_in_at_provider(page, app_url: str, provider: Provider, login: str) -> None:
