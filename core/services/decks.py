@@ -274,7 +274,7 @@ class DeckService:
             work.rmdir()
 
     def _content(self, actor: Actor, deck: Deck, slide: DeckSlide, work: Path) -> Any:
-        from core.decks.model import DISCLAIMER, SlideContent
+        from core.decks.model import SlideContent
 
         clinic = self._infra.clinics.get(actor.clinic_id)
         patient = self._infra.patients.get(actor.clinic_id, deck.patientId)
@@ -283,7 +283,9 @@ class DeckService:
             who = f"{patient.firstName} {patient.lastName}" if clinic.showPatientNames else patient.initials
             return SlideContent(**base, lines=(clinic.name, f"Prepared for {who}", f"{datetime.now(UTC):%d %B %Y}"))
         if slide.kind == "disclaimer":
-            return SlideContent(**base, lines=(DISCLAIMER,))
+            # The builders always print the disclaimer itself; these lines explain it.
+            return SlideContent(**base, lines=("Every mouth responds to treatment in its own way; your orthodontist "
+                                               "will review your progress at each visit.",))
         if slide.kind == "summary":
             return SlideContent(**base, lines=self._summary(actor, deck))
         if slide.kind == "photo":
