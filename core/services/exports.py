@@ -396,7 +396,6 @@ class ExportService:
             label = stage_label(frames[stage]) if request.overlays.stage_label else None
             return apply_overlays(rgb, replace(captions, stage_label=label))
 
-        source = _LazySource(len(frames), pixels)
         if request.export_type is ExportType.VIDEO:
             from core.rendering.video import render_video, render_wipe
 
@@ -409,13 +408,20 @@ class ExportService:
                 # would do the same per stage, but on the thread that feeds ffmpeg).
                 size = spec.output_size
                 ready = _LazySource(len(frames), lambda i: overlay(fit(pixels(i), size, spec.background), i))
-                result = render_video(ready, spec, out, progress=progress, cancelled=cancelled)
+                try:
+                    result = render_video(ready, spec, out, progress=progress, cancelled=cancelled)
+                finally:
+                    ready.close()
             return {"width": result.width, "height": result.height, "durationSeconds": result.duration_s,
                     "frames": result.frames, "codec": result.codec}
         if request.export_type is ExportType.GIF:
             from core.rendering.gif import render_gif
 
-            result = render_gif(source, self._gif_spec(request), out, overlay=overlay, progress=progress)
+            source = _LazySource(len(frames), pixels, workers=1)
+            try:
+                result = render_gif(source, self._gif_spec(request), out, overlay=overlay, progress=progress)
+            finally:
+                source.close()
             return {"width": result.width, "height": result.height, "fps": result.fps,
                     "chosen": list(result.attempts)}
         if request.export_type is ExportType.PDF:
@@ -522,10 +528,10 @@ class _LazySource:
 
     AHEAD = 3
 
-    def __init__(self, count: int, load: Callable[[int], np.ndarray]) -> None:
+    def __init__(self, count: int, load: Callable[[int], np.ndarray], *, workers: int = 2) -> None:
         self.count = count
         self._load = load
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self._pending: dict[int, Future[np.ndarray]] = {}
 
     def get(self, index: int) -> np.ndarray:
@@ -534,8 +540,8 @@ class _LazySource:
                 self._pending[ahead] = self._pool.submit(self._load, ahead)
         for old in [i for i in self._pending if i < index]:
             self._pending.pop(old).cancel()
-        try:
-            return self._pending.pop(index).result()
-        finally:
-            if index == self.count - 1:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+        return self._pending.pop(index).result()
+
+    def close(self) -> None:
+        """Stop decoding ahead (after the last stage, or when a render stops early)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
