@@ -141,6 +141,20 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
+def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete stored files no record refers to (left by a process that died mid-write)."""
+    infra = _services(settings).infra
+    removed = 0
+    for sha in list(infra.store.keys_older_than(args.older_than_hours * 3600)):
+        if infra.assets.sha256_in_use(sha) or infra.imports.sha256_in_use(sha) or infra.clinics.logo_in_use(sha):
+            continue
+        removed += 1
+        if not args.dry_run:
+            infra.store.delete(sha)
+    print(f"{'would remove' if args.dry_run else 'removed'} {removed} unreferenced file(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check every clinic's hash chain; exit 1 on tampering")
     verify.set_defaults(func=cmd_audit_verify)
+
+    gc = sub.add_parser("gc", help="delete stored files that no record refers to")
+    gc.add_argument("--older-than-hours", type=float, default=24.0,
+                    help="only files at least this old (default 24): never races an import in progress")
+    gc.add_argument("--dry-run", action="store_true")
+    gc.set_defaults(func=cmd_gc)
 
     imp = sub.add_parser("import", help="import a simulation (files, recording, itero, staged-3d)")
     acting(imp)

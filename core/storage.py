@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +49,10 @@ class AssetStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
 
     def delete(self, sha256: str) -> None: ...
+
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        """Blobs written more than `seconds` ago (for garbage collection of unreferenced blobs)."""
+        ...
 
 
 class FileAssetStore:
@@ -90,6 +97,12 @@ class FileAssetStore:
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
 
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        cutoff = time.time() - seconds
+        for path in self.root.glob("??/??/*"):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                yield path.name
+
     def temp_files(self) -> list[Path]:
         """Leftover temp files (a crash mid-write); tests assert there are none."""
         return list(self._tmp.iterdir())
@@ -125,6 +138,11 @@ class GridFSAssetStore:
     def delete(self, sha256: str) -> None:
         for doc in self._files.find({"filename": _check_key(sha256)}, projection={"_id": 1}):
             self._bucket.delete(doc["_id"])
+
+    def keys_older_than(self, seconds: float) -> Iterator[str]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
+        for doc in self._files.find({"uploadDate": {"$lt": cutoff}}, projection={"filename": 1}):
+            yield doc["filename"]
 
 
 def build_asset_store(settings: Settings, db: Database) -> AssetStore:

@@ -75,3 +75,25 @@ def test_import_of_a_bad_file_says_why(env, infra, tmp_path):
     assert result.returncode == 1
     assert "not an image" in result.stderr
     assert infra.db.simulations.count_documents({}) == 0
+
+
+def test_gc_removes_only_old_unreferenced_files(env, services, infra, settings):
+    world = make_clinic(infra)
+    services.simulations.create_version(
+        world.actor(), patient_id=world.patient.id, treatment_id=None, simulation_type=SimulationType.ALIGNER,
+        name="kept", frames=new_frames(2), queue_renditions=False)
+    orphan = infra.store.put(b"left behind by a crashed import")
+    fresh_orphan = infra.store.put(b"an import still in flight")
+    old = 3 * 24 * 3600
+    for path in (settings.data_dir / "assets").glob("??/??/*"):
+        if path.name != fresh_orphan.sha256:
+            os.utime(path, (path.stat().st_atime - old, path.stat().st_mtime - old))
+
+    dry = _cli(env, "gc", "--dry-run")
+    assert dry.returncode == 0 and "would remove 1 unreferenced file(s)" in dry.stdout
+    assert infra.store.exists(orphan.sha256)
+    result = _cli(env, "gc")
+    assert "removed 1 unreferenced file(s)" in result.stdout
+    assert not infra.store.exists(orphan.sha256)
+    assert infra.store.exists(fresh_orphan.sha256)  # too young: may belong to an import in progress
+    assert all(infra.store.exists(a.sha256) for a in infra.assets.list_for_patient(world.clinic.id, world.patient.id))

@@ -61,6 +61,9 @@ class ClinicRepository(Repository):
             raise NotFoundError(f"No clinic with id {clinic_id}.")
         return self._from_doc(doc)
 
+    def logo_in_use(self, sha256: str) -> bool:
+        return self._col.count_documents({"logoSha256": sha256}, limit=1) > 0
+
     def list_ids(self) -> list[str]:
         """All clinic ids, for system maintenance (reconcilers) that then works clinic by clinic."""
         return [str(d["_id"]) for d in self._col.find({}, projection={"_id": 1})]
