@@ -173,6 +173,21 @@ def page() -> Iterator[object]:
 
 
 @pytest.fixture
+def app_env(env: dict[str, str], infra: Infrastructure, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The test's settings in os.environ for in-process AppTest runs, with Streamlit caches cleared."""
+    import streamlit as st
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DEV_SIGNIN", "1")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield env
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
 def worker(env: dict[str, str], infra: Infrastructure) -> Iterator[subprocess.Popen]:
     process = start_worker(env, infra.redis)
     yield process

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import PROJECT_ROOT
@@ -52,24 +51,13 @@ def test_admins_cannot_lock_themselves_out(services, world):
         services.sessions.update_user(world.actor(Role.DOCTOR), admin.id, active=False)
 
 
-@pytest.fixture
-def app(env, infra, monkeypatch):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("DEV_SIGNIN", "1")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-
-
 def _signed_in(world, role: Role) -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=30)
     at.session_state["user_id"] = world.users[role].id
     return at.run()
 
 
-def test_disabling_a_user_takes_effect_on_their_next_interaction(app, services, world):
+def test_disabling_a_user_takes_effect_on_their_next_interaction(app_env, services, world):
     at = _signed_in(world, Role.COORDINATOR)
     assert not at.exception, at.exception
     assert at.title[0].value == "Patients"
@@ -81,7 +69,7 @@ def test_disabling_a_user_takes_effect_on_their_next_interaction(app, services, 
     assert not at.selectbox and not at.dataframe  # nothing of the patient list is drawn
 
 
-def test_a_role_change_applies_on_the_next_rerun(app, services, world):
+def test_a_role_change_applies_on_the_next_rerun(app_env, services, world):
     from core.domain import SimulationType
     from tests.factories import new_frames
 
@@ -96,7 +84,7 @@ def test_a_role_change_applies_on_the_next_rerun(app, services, world):
     assert any("No simulations" in i.value for i in at.info)
 
 
-def test_an_idle_session_is_signed_out_and_patient_data_hidden(app, world):
+def test_an_idle_session_is_signed_out_and_patient_data_hidden(app_env, world):
     at = _signed_in(world, Role.COORDINATOR)
     at.session_state["last_activity"] = time.time() - 16 * 60
     at.run()

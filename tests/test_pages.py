@@ -15,18 +15,6 @@ PAGES = ("pages/patients.py", "pages/simulation.py", "pages/compare.py", "pages/
 
 
 @pytest.fixture
-def app_env(env, infra, monkeypatch):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("DEV_SIGNIN", "1")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield env
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
 def world(services, infra):
     world = make_clinic(infra)
     sim = services.simulations.create_version(

@@ -42,7 +42,7 @@ from core.decks.layout import Box, picture_cells
 from core.decks.model import DISCLAIMER, Branding, DeckResult, SlideContent, check_deck
 from core.errors import ValidationError
 from core.rendering import Progress, report
-from core.rendering.pdf import CREATOR, PdfSpec, _clip, _jpeg, latin1, place_image
+from core.rendering.pdf import CREATOR, PdfSpec, _clip, _jpeg, latin1, place_image, write_pdf
 
 PER_PAGE = (2, 3, 4)
 MIN_DPI = 300
@@ -314,11 +314,6 @@ def build_pdf(slides: Sequence[SlideContent], branding: Branding, out_path: Path
     else:
         _slides(writer, deck, page_mm, progress)
     report(progress, len(deck) / (len(deck) + 1), "Saving the PDF")
-    out_path = Path(out_path)
-    try:
-        pdf.output(str(out_path))
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+    out_path = write_pdf(pdf, out_path)
     report(progress, 1.0, "PDF ready")
     return DeckResult(len(deck), out_path.stat().st_size)

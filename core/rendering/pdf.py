@@ -323,6 +323,17 @@ class _Writer:
             first = False
 
 
+def write_pdf(pdf: FPDF, out_path: Path) -> Path:
+    """Write the document; a failed write leaves no partial file behind."""
+    out_path = Path(out_path)
+    try:
+        pdf.output(str(out_path))
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
 def render_pdf(pages: Sequence[PdfPage], spec: PdfSpec, out_path: Path, *, footer: str = "",
                progress: Progress | None = None, creation_date: datetime | None = None) -> PdfResult:
     """Write `pages` as a PDF to `out_path` (see the module docstring for resolution and metadata).
@@ -347,12 +358,7 @@ def render_pdf(pages: Sequence[PdfPage], spec: PdfSpec, out_path: Path, *, foote
     for number, page in enumerate(pages):
         report(progress, number / len(pages), f"Laying out page {number + 1} of {len(pages)}")
         layouts[page.kind](page)
-    out_path = Path(out_path)
-    try:
-        pdf.output(str(out_path))
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+    out_path = write_pdf(pdf, out_path)
     report(progress, 1.0, "PDF ready")
     dpis = [p.dpi for p in writer.placements]
     return PdfResult(pdf.page_no(), out_path.stat().st_size, min(dpis) if dpis else None, tuple(writer.placements))
