@@ -27,7 +27,7 @@ SAMPLES = 40
 def main() -> None:
     with bench_services() as (services, env):
         infra = services.infra
-        clinic = infra.clinics.create(name="Bench clinic", slug="bench")
+        clinic = infra.create_clinic(name="Bench clinic", slug="bench")
         user = infra.users.create(clinic.id, email="c@bench.test", name="C", role=Role.COORDINATOR)
         from datetime import date
 

@@ -31,7 +31,7 @@ def recording_x_realtime() -> tuple[float, int]:
         # 40 stages × (0.8 s hold + 0.7 s movement) = 60 s
         make_test_recording(video, stages=40, size=(1920, 1080), fps=30, hold_s=0.8, move_s=0.7)
         infra = services.infra
-        clinic = infra.clinics.create(name="Bench", slug="bench")
+        clinic = infra.create_clinic(name="Bench", slug="bench")
         user = infra.users.create(clinic.id, email="c@bench.test", name="C", role=Role.COORDINATOR)
         patient = infra.patients.create(clinic.id, first_name="B", last_name="Bench", date_of_birth=date(2000, 1, 1),
                                         chart_number="B-1")

@@ -41,7 +41,7 @@ def main() -> None:
     frames = demo_stages(STAGES, (1920, 1080))
     with bench_services() as (services, _env), tempfile.TemporaryDirectory() as tmp:
         infra = services.infra
-        clinic = infra.clinics.create(name="Bench Orthodontics", slug="bench")
+        clinic = infra.create_clinic(name="Bench Orthodontics", slug="bench")
         users = {r: infra.users.create(clinic.id, email=f"{r.value}@b.test", name=r.value, role=r) for r in Role}
         patient = infra.patients.create(clinic.id, first_name="B", last_name="Bench", date_of_birth=date(2000, 1, 1),
                                         chart_number="B-1")

@@ -54,6 +54,9 @@ class Settings:
     dev_signin: bool = False
     #: True when `.streamlit/secrets.toml` has an `[auth]` section (OpenID Connect via st.login).
     oidc_configured: bool = False
+    #: Keys of the audit chain's HMAC, `id:hex,...` (first one signs). Unset: a key file generated under
+    #: DATA_DIR/keys on first use. Set it (the same value everywhere) when processes run on several hosts.
+    audit_keys: str | None = field(default=None, repr=False)
     secrets_path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,5 +123,6 @@ def load_settings(
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),
+        audit_keys=get("AUDIT_KEYS"),
         secrets_path=path,
     )

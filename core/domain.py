@@ -241,9 +241,16 @@ class TreatmentSimulation:
     scanId: str | None = None
     renditions: RenditionState = RenditionState.PENDING
     revision: int = 0
+    #: Stored summaries, so lists can show them without loading the frames.
+    stageCount: int | None = None
+    viewNames: tuple[str, ...] | None = None
+    #: When this version started waiting for a doctor's approval (None: not waiting).
+    pendingSince: datetime | None = None
 
     @property
     def views(self) -> tuple[str, ...]:
+        if not self.frames and self.viewNames is not None:
+            return self.viewNames
         seen: dict[str, None] = {}
         for frame in self.frames:
             seen.setdefault(frame.view, None)
@@ -251,6 +258,8 @@ class TreatmentSimulation:
 
     @property
     def stage_count(self) -> int:
+        if not self.frames and self.stageCount is not None:
+            return self.stageCount
         return len({frame.stage for frame in self.frames})
 
     def frames_for_view(self, view: str) -> tuple[Frame, ...]:
@@ -342,6 +351,8 @@ class AuditEvent:
     patientId: str | None = None
     simulationId: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Position in the clinic's chain (1, 2, …).
+    seq: int = 0
 
 
 class ImportSource(CoerciveEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import TypeVar
 
@@ -13,6 +14,8 @@ from redis import Redis
 
 from core.config import Settings
 from core.db import connect
+from core.domain import Clinic
+from core.keys import Keyring, load_keyring
 from core.queueing import connect_redis
 from core.repositories import (
     AlignmentRepository,
@@ -44,6 +47,14 @@ class Infrastructure:
         """Run `write(session)` in one multi-document transaction (retried on transient errors)."""
         with self.db.client.start_session() as session:
             return session.with_transaction(write)
+
+    def create_clinic(self, *, name: str, slug: str, show_patient_names: bool = False,
+                      created_at: datetime | None = None) -> Clinic:
+        """A new clinic with the head of its audit chain (a clinic without one reads as a wiped trail)."""
+        clinic = self.clinics.create(name=name, slug=slug, show_patient_names=show_patient_names,
+                                     created_at=created_at)
+        self.audit.start_chain(clinic.id)
+        return clinic
 
     @cached_property
     def redis(self) -> Redis:
@@ -82,8 +93,13 @@ class Infrastructure:
         return AssetRepository(self.db)
 
     @cached_property
+    def audit_keys(self) -> Keyring:
+        return load_keyring(self.settings.audit_keys, self.settings.data_dir / "keys" / "audit.keys",
+                            variable="AUDIT_KEYS")
+
+    @cached_property
     def audit(self) -> AuditRepository:
-        return AuditRepository(self.db)
+        return AuditRepository(self.db, self.audit_keys)
 
     @cached_property
     def alignments(self) -> AlignmentRepository:

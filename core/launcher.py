@@ -155,7 +155,8 @@ class Stack:
 def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | None = 8501,
                 demo_profile: str | None = "full", log_dir: Path | None = None) -> Stack:
     """Start what `settings` does not point at, then workers and Streamlit. Raises with a clean stop."""
-    from core.db import connect, ensure_indexes
+    from core.infra import build_infrastructure
+    from core.migrations import prepare_database
 
     stack = Stack(env=dict(os.environ))
     log_dir = log_dir or settings.data_dir / "logs"
@@ -174,9 +175,9 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
         stack.env["DATA_DIR"] = str(settings.data_dir)
         resolved = load_settings(stack.env)
         stack.endpoints = _write_endpoints(settings.data_dir, stack.env)
-        db = connect(resolved)
-        ensure_indexes(db)
-        db.client.close()
+        infra = build_infrastructure(resolved)
+        prepare_database(infra)
+        infra.db.client.close()
         for n in range(workers):
             stack.children.append(spawn(f"worker-{n + 1}", [sys.executable, "worker.py"], env=stack.env,
                                         log_path=log_dir / f"worker-{n + 1}.log"))

@@ -6,6 +6,7 @@ from core.domain import AssetKind, Permission
 from core.errors import StudioError
 from core.services.visuals import GALLERY_KINDS, download_name
 from ui.context import require_actor, services, show_error
+from ui.paging import page_controls, page_cursor
 from ui.widgets import patient_picker
 
 KIND_LABELS = {AssetKind.PHOTO: "Photos", AssetKind.SCAN: "Scans", AssetKind.EXPORT: "Exports"}
@@ -23,15 +24,19 @@ try:
         st.stop()
     kinds = st.pills("Show", list(GALLERY_KINDS), default=list(GALLERY_KINDS), selection_mode="multi",
                      format_func=KIND_LABELS.__getitem__, key="gallery-kinds")
-    items = services().visuals.gallery(actor, patient.id, tuple(kinds or GALLERY_KINDS))
+    list_key = f"gallery:{patient.id}:{','.join(sorted(kinds or GALLERY_KINDS))}"
+    page = services().visuals.gallery(actor, patient.id, tuple(kinds or GALLERY_KINDS), cursor=page_cursor(list_key))
+    items = page.items
     if not items:
         st.info("Nothing in this patient's gallery matches the filter.")
+    thumbs = services().visuals.thumbnails(
+        actor, [i.asset.id for i in items if i.asset.contentType in ("image/png", "image/jpeg")])
     for row in range(0, len(items), 4):
         for col, item in zip(st.columns(4), items[row:row + 4], strict=False):
             asset = item.asset
             with col.container(border=True):
-                if asset.contentType in ("image/png", "image/jpeg"):
-                    st.image(services().visuals.thumbnail(actor, asset.id), width="stretch")
+                if asset.id in thumbs:
+                    st.image(thumbs[asset.id], width="stretch")
                 else:
                     st.markdown(f"#### {FILE_ICONS.get(asset.contentType, ':material/description:')}")
                 st.markdown(f"**{asset.label or KIND_LABELS.get(asset.kind, asset.kind.value)}**")
@@ -45,5 +50,6 @@ try:
                         "Download", data=lambda a=asset.id: services().visuals.download(actor, a)[0],
                         file_name=download_name(asset), mime=asset.contentType, key=f"dl-{asset.id}",
                         icon=":material/download:", on_click="ignore", width="stretch")
+    page_controls(list_key, page)
 except StudioError as exc:
     show_error(exc)

@@ -26,7 +26,7 @@ class ClinicWorld:
 
 
 def make_clinic(infra: Infrastructure, slug: str = "alpha", *, chart: str = "C-1") -> ClinicWorld:
-    clinic = infra.clinics.create(name=f"Clinic {slug}", slug=slug)
+    clinic = infra.create_clinic(name=f"Clinic {slug}", slug=slug)
     users = {role: infra.users.create(clinic.id, email=f"{role.value}@{slug}.test", name=role.value, role=role)
              for role in Role}
     patient = infra.patients.create(clinic.id, first_name="Test", last_name=f"Patient{slug}",

@@ -51,10 +51,12 @@ def test_import_creates_a_version_and_prints_its_id(env, services, infra, tmp_pa
     from tests.factories import gradient_frame
 
     world = make_clinic(infra)
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
     for stage in (10, 2, 1):
-        (tmp_path / f"Stage {stage}.png").write_bytes(encode_png(gradient_frame(stage)).data)
+        (folder / f"Stage {stage}.png").write_bytes(encode_png(gradient_frame(stage)).data)
     result = _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id,
-                  "--source", "files", "--name", "CLI import", str(tmp_path))
+                  "--source", "files", "--name", "CLI import", str(folder))
     assert result.returncode == 0, result.stderr
     assert "found 3 frames" in result.stdout and "version 1 (3 frames)" in result.stdout
     sim_id = result.stdout.strip().splitlines()[-1].split()[2]
@@ -62,7 +64,7 @@ def test_import_creates_a_version_and_prints_its_id(env, services, infra, tmp_pa
     assert [f.label for f in sim.frames] == ["Stage 1", "Stage 2", "Stage 10"]
 
     again = _cli(env, "import", "--as", "coordinator@alpha.test", "--series", sim_id, "--source", "files",
-                 str(tmp_path / "Stage 1.png"))
+                 str(folder / "Stage 1.png"))
     assert again.returncode == 0, again.stderr
     assert "version 2 (1 frame)" in again.stdout
 

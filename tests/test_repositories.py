@@ -29,8 +29,8 @@ def test_a_record_of_clinic_b_is_not_found_from_clinic_a(infra):
         infra.simulations.get(a.clinic.id, sim_b.id)
     with pytest.raises(NotFoundError):
         infra.patients.get(a.clinic.id, b.patient.id)
-    assert infra.patients.search(a.clinic.id, "Patientbeta") == []
-    assert infra.simulations.list_for_patient(a.clinic.id, b.patient.id) == []
+    assert list(infra.patients.search(a.clinic.id, "Patientbeta")) == []
+    assert list(infra.simulations.list_for_patient(a.clinic.id, b.patient.id)) == []
     # ...while the owner finds it
     assert infra.simulations.get(b.clinic.id, sim_b.id).id == sim_b.id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import ExportState, ExportType, SimulationExport, TreatmentSimulation
+from core.domain import ExportState, ExportType, ImagingAsset, SimulationExport, TreatmentSimulation
 from core.permissions import Actor
 from core.services.exports import RenderRequest
 from core.services.visuals import download_name
@@ -31,8 +31,7 @@ def render_request_form(actor: Actor, sim: TreatmentSimulation) -> RenderRequest
         options["seconds_per_stage"] = c[2].number_input("Seconds per stage", 0.2, 5.0, 0.5, 0.1, key=f"rv-s-{sim.id}")
         options["codec"] = c[3].selectbox("Format", ["h264", "vp9"], key=f"rv-codec-{sim.id}",
                                           format_func={"h264": "MP4 (H.264)", "vp9": "WebM (VP9)"}.__getitem__)
-        comparisons = [e for e in services().exports.recent(actor)
-                       if e.simulationId == sim.id and e.exportType is ExportType.COMPARISON]
+        comparisons = list(services().exports.for_simulation(actor, sim.id, export_type=ExportType.COMPARISON))
         if comparisons:
             wipe = st.selectbox("Or: the before/predicted wipe of a saved comparison",
                                 [None, *[c.id for c in comparisons]],
@@ -76,7 +75,9 @@ def export_progress(actor: Actor, export_id: str) -> None:
         label = f"{now.name or now.exportType.value} · {now.createdAt:%H:%M}"
         if now.state is ExportState.DONE:
             st.success(f"{label}: ready", icon=":material/check_circle:")
-            download_button(actor, now)
+            file = services().exports.files(actor, [now]).get(now.id)
+            if file is not None:
+                download_button(actor, now, file)
         elif now.state is ExportState.FAILED:
             st.error(f"{label}: {now.error}", icon=":material/error:")
             if st.button("Retry", key=f"retry-{now.id}", icon=":material/refresh:"):
@@ -94,11 +95,9 @@ def export_progress(actor: Actor, export_id: str) -> None:
     panel()
 
 
-def download_button(actor: Actor, export: SimulationExport) -> None:
-    asset_id = export.asset_id
-    if not asset_id:
-        return
-    asset = services().patients.asset(actor, asset_id)
+def download_button(actor: Actor, export: SimulationExport, asset: ImagingAsset) -> None:
+    """Download an export's file (`asset`, from `ExportService.files`: one query for a whole list)."""
+    asset_id = asset.id
     st.download_button("Download", data=lambda: services().visuals.download(actor, asset_id)[0],
                        file_name=download_name(asset), mime=asset.contentType, key=f"dl-export-{export.id}",
                        icon=":material/download:", on_click="ignore")

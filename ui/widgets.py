@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from core.domain import Patient, TreatmentSimulation
+from core.errors import StudioError
 from core.permissions import Actor
 from core.services.patients import SimulationSeries
 from ui.context import PATIENT_KEY, SIMULATION_KEY, services
+from ui.paging import page_controls, page_cursor
 
 
 def patient_picker(actor: Actor) -> Patient | None:
-    """Search box + patient select; remembers the choice across pages."""
+    """Search box + patient select; remembers the choice across pages.
+
+    Shows at most 50 patients: a search narrows them, "Previous"/"Next" page through all of them (the
+    patient chosen before stays selected while no search is typed).
+    """
     text = st.text_input("Search patients", placeholder="Last name, first name or chart number",
                          key="patient_search")
-    patients = services().patients.search(actor, text)
-    if not patients:
-        st.info("No patient matches that search." if text else "No patients in your clinic yet.")
-        return None
-    ids = [p.id for p in patients]
+    list_key = "patients"
+    patients = services().patients.search(actor, text) if text.strip() \
+        else services().patients.page(actor, cursor=page_cursor(list_key))
     by_id = {p.id: p for p in patients}
     current = st.session_state.get(PATIENT_KEY)
+    if current and current not in by_id and not text.strip():  # e.g. chosen on another page of the list
+        with contextlib.suppress(StudioError):
+            by_id = {current: services().patients.get(actor, current), **by_id}
+    if not by_id:
+        st.info("No patient matches that search." if text else "No patients in your clinic yet.")
+        return None
+    ids = list(by_id)
     chosen = st.selectbox(
         "Patient", ids, index=ids.index(current) if current in ids else 0,
         format_func=lambda pid: f"{by_id[pid].display_name} · {by_id[pid].chartNumber}",
     )
+    if not text.strip():
+        page_controls(list_key, patients, newer="Previous", older="Next")
+    elif patients.truncated:
+        st.caption("Showing the first 50 matches; type more of the name to narrow them.")
     st.session_state[PATIENT_KEY] = chosen
     return by_id[chosen]
 

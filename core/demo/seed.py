@@ -269,7 +269,7 @@ def seed_demo(
         raise ValidationError("The database already has clinics; the demo is seeded into an empty database only.")
     count = 0
     for clinic_plan in demo_plan(profile):
-        clinic = infra.clinics.create(name=clinic_plan.name, slug=clinic_plan.slug)
+        clinic = infra.create_clinic(name=clinic_plan.name, slug=clinic_plan.slug)
         users = {
             role: infra.users.create(
                 clinic.id,

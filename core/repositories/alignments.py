@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
-from core.repositories.base import Repository, to_oid, utcnow
+from core.repositories.base import Repository, sync_indexes, to_oid, utcnow
 
 
 class AlignmentRepository(Repository):
@@ -16,9 +16,10 @@ class AlignmentRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [IndexModel([("clinicId", ASCENDING), ("beforeAssetId", ASCENDING), ("predictedAssetId", ASCENDING)],
-                        unique=True)]
+                        unique=True)],
         )
 
     def get(self, clinic_id: str, before_asset_id: str, predicted_asset_id: str) -> dict[str, Any] | None:

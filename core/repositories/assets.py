@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -12,7 +13,7 @@ from pymongo.database import Database
 
 from core.domain import AssetKind, ImagingAsset
 from core.errors import NotFoundError
-from core.repositories.base import Repository, opt_oid, opt_str, to_oid, utcnow
+from core.repositories.base import Page, Repository, encode_cursor, opt_oid, opt_str, sync_indexes, to_oid, utcnow
 
 
 def _from_doc(doc: dict[str, Any]) -> ImagingAsset:
@@ -42,13 +43,14 @@ class AssetRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [
                 IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("kind", ASCENDING),
                             ("createdAt", DESCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("simulationId", ASCENDING)]),
                 IndexModel([("sha256", ASCENDING)]),
-            ]
+            ],
         )
 
     @staticmethod
@@ -114,20 +116,39 @@ class AssetRepository(Repository):
         return _from_doc(self._find_one(clinic_id, asset_id))
 
     def get_many(self, clinic_id: str, asset_ids: Iterable[str]) -> dict[str, ImagingAsset]:
-        ids = [to_oid(a, "image") for a in asset_ids]
-        found = {str(d["_id"]): _from_doc(d) for d in self._col.find(self._scope(clinic_id, _id={"$in": ids}))}
-        missing = [str(i) for i in ids if str(i) not in found]
+        """Assets by id in one query; raises when any of them is missing from the clinic."""
+        found = self.find_many(clinic_id, asset_ids)
+        missing = {str(to_oid(a, "image")) for a in asset_ids} - set(found)
         if missing:
             raise NotFoundError(f"{len(missing)} image(s) are missing from your clinic's gallery.")
         return found
 
+    def find_many(self, clinic_id: str, asset_ids: Iterable[str]) -> dict[str, ImagingAsset]:
+        """The assets of these ids that exist in the clinic, in one query."""
+        return {str(d["_id"]): _from_doc(d) for d in self._by_ids(clinic_id, list(asset_ids))}
+
     def list_for_patient(
-        self, clinic_id: str, patient_id: str, *, kinds: Iterable[AssetKind] | None = None
-    ) -> list[ImagingAsset]:
-        query = self._scope(clinic_id, patientId=to_oid(patient_id, "patient"))
-        if kinds is not None:
-            query["kind"] = {"$in": [k.value for k in kinds]}
-        return [_from_doc(d) for d in self._col.find(query).sort("createdAt", DESCENDING)]
+        self, clinic_id: str, patient_id: str, *, kinds: Iterable[AssetKind] | None = None, limit: int = 200,
+        cursor: str | None = None,
+    ) -> Page[ImagingAsset]:
+        """A patient's assets of these kinds, newest first (a page; `cursor` continues it).
+
+        One bounded walk per kind (the index's equality prefix ends at `kind`), merged by time.
+        """
+        kinds = list(AssetKind) if kinds is None else list(kinds)
+        patient = to_oid(patient_id, "patient")
+        docs: list[dict[str, Any]] = []
+        more = False
+        for kind in kinds:
+            found, branch_cursor = self._page(self._scope(clinic_id, patientId=patient, kind=kind.value),
+                                              "createdAt", limit=limit, cursor=cursor, span=timedelta(days=3650))
+            docs.extend(found)
+            more = more or branch_cursor is not None
+        docs.sort(key=lambda d: (d["createdAt"], d["_id"]), reverse=True)
+        page = docs[:limit]
+        more = more or len(docs) > limit
+        next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
+        return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
     def delete_many(self, clinic_id: str, asset_ids: Iterable[str]) -> None:
         """Roll back assets of a failed import (they were never referenced by a simulation)."""
@@ -137,4 +158,4 @@ class AssetRepository(Repository):
 
     def sha256_in_use(self, sha256: str) -> bool:
         """Whether any record still references this blob (used before deleting stored bytes)."""
-        return self._col.count_documents({"sha256": sha256}, limit=1) > 0
+        return self._col.find_one({"sha256": sha256}, {"_id": 1}) is not None

@@ -1,16 +1,86 @@
-"""Shared plumbing for repositories: id conversion and clinic scoping."""
+"""Shared plumbing for repositories: ids, clinic-scoped filters, and bounded keyset pages.
+
+This module is the one place that knows which query shapes the database serves from an index. The
+embedded server (SecantusDB) routes a query by the shape of its filter (see shared/SECANTUS.md):
+
+- a filter with `_id` must name `_id` first (it looks up the first clause when no index covers all);
+- an all-equality filter must equal an index's leading fields, plus at most one range (`$gte/$lt/$in`)
+  on the index's next key; anything else goes into a second `$match` stage (`post`), which is applied
+  to the documents the first one found;
+- `limit`, `find_one` and index-ordered sorts never stop early, so "newest N" and every page of a list
+  read a window bounded on both sides of an indexed key, grown or shrunk by what earlier windows held.
+
+Every shape here is also plain, idiomatic pymongo that MongoDB serves from the same indexes.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+import base64
+import json
+import logging
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo import IndexModel
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from core.errors import NotFoundError
+from core.errors import NotFoundError, ValidationError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: No record of this product is older; the lower bound of every backwards walk through time.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+#: Tolerated clock skew between app/worker hosts: the upper bound of a walk starts this far ahead.
+CLOCK_SKEW = timedelta(days=1)
+#: Page sizes a caller may ask for.
+MAX_PAGE = 1000
+
+
+def sync_indexes(collection: Collection, models: Sequence[IndexModel], *, obsolete: Sequence[str] = ()) -> list[str]:
+    """Make the collection's indexes what the repository declares; returns the names (re)built.
+
+    Existing indexes with the same name and options cost one `listIndexes` (no rebuild), so start-up
+    stays fast on a large database. An index whose options changed is dropped and rebuilt, and indexes
+    named in `obsolete` are dropped. Building an index reads the whole collection: the time is logged.
+    """
+    existing = collection.index_information()
+    for name in obsolete:
+        if name in existing:
+            log.info("dropping obsolete index %s.%s", collection.name, name)
+            collection.drop_index(name)
+    build: list[IndexModel] = []
+    for model in models:
+        wanted = model.document
+        have = existing.get(wanted["name"])
+        if have is not None and _same_index(have, wanted):
+            continue
+        if have is not None:
+            log.info("index %s.%s changed; rebuilding it", collection.name, wanted["name"])
+            collection.drop_index(wanted["name"])
+        build.append(model)
+    if build:
+        started = time.monotonic()
+        collection.create_indexes(build)
+        log.info("built %d index(es) on %s in %.1f s", len(build), collection.name, time.monotonic() - started)
+    return [m.document["name"] for m in build]
+
+
+def _same_index(have: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    def keys(spec: Any) -> list[tuple[str, int]]:
+        items = spec.items() if isinstance(spec, Mapping) else spec
+        return [(str(k), int(v)) for k, v in items]
+
+    return (keys(have["key"]) == keys(wanted["key"])
+            and bool(have.get("unique")) == bool(wanted.get("unique"))
+            and have.get("partialFilterExpression") == wanted.get("partialFilterExpression"))
 
 
 def utcnow() -> datetime:
@@ -26,7 +96,7 @@ def to_oid(value: str | ObjectId, what: str = "record") -> ObjectId:
     try:
         return ObjectId(str(value))
     except (InvalidId, TypeError) as exc:
-        raise NotFoundError(f"No {what} with id {value!r}.") from exc
+        raise NotFoundError(f"No {what} with that id.") from exc
 
 
 def opt_oid(value: str | ObjectId | None) -> ObjectId | None:
@@ -35,6 +105,156 @@ def opt_oid(value: str | ObjectId | None) -> ObjectId | None:
 
 def opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# --- pages -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, and the opaque cursor of the next page (None: this is the last page)."""
+
+    items: tuple[T, ...]
+    cursor: str | None = None
+    #: More items match than shown, but there is no cursor to them (e.g. a search: refine it instead).
+    truncated: bool = False
+
+    @property
+    def more(self) -> bool:
+        return self.cursor is not None or self.truncated
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def encode_cursor(value: datetime | int | str, oid: ObjectId) -> str:
+    """An opaque, URL-safe cursor: the sort value and `_id` of the last item a page showed."""
+    if isinstance(value, datetime):
+        tagged: list[Any] = ["d", int(value.timestamp() * 1000)]
+    elif isinstance(value, int):
+        tagged = ["i", value]
+    else:
+        tagged = ["s", str(value)]
+    raw = json.dumps([*tagged, str(oid)], separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime | int | str, ObjectId]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, value, oid = json.loads(raw)
+        if kind == "d":
+            return datetime.fromtimestamp(int(value) / 1000, UTC), ObjectId(oid)
+        if kind == "i":
+            return int(value), ObjectId(oid)
+        if kind == "s":
+            return str(value), ObjectId(oid)
+    except (ValueError, TypeError, InvalidId, UnicodeDecodeError):
+        pass
+    raise ValidationError("That page link is not valid (or out of date); start again from the first page.")
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= int(limit) <= MAX_PAGE:
+        raise ValidationError(f"Ask for 1 to {MAX_PAGE} items per page (not {limit}).")
+    return int(limit)
+
+
+def next_grid(edge: str, depth: int) -> str | None:
+    """The smallest `depth`-letter string (a–z) after `edge`; None when there is none.
+
+    String walks step between these grid points: a window [edge, next_grid(edge, 2)) holds the names
+    from "sm…" to "sn", whatever characters they contain (accents and punctuation sort in between).
+    """
+    for common in range(min(len(edge), depth), -1, -1):
+        if any(not "a" <= ch <= "z" for ch in edge[:common]):
+            continue
+        if common == len(edge):
+            if common < depth:
+                return edge + "a" * (depth - common)
+            continue
+        if common == depth:
+            continue
+        char = edge[common]
+        bigger = "a" if char < "a" else chr(ord(char) + 1) if char < "z" else None
+        if bigger:
+            return edge[:common] + bigger + "a" * (depth - common - 1)
+    return None
+
+
+#: The upper bound of string walks: greater than any name.
+STRING_END = "\U0010ffff"
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string that starts with `prefix`."""
+    while prefix and ord(prefix[-1]) >= 0x10FFFF:
+        prefix = prefix[:-1]
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else STRING_END
+
+
+@dataclass
+class _Walk:
+    """Successive windows of one indexed key, from a start towards a stop, sized by what they held.
+
+    A window that held nothing doubles the next one; one that held something is sized so the next holds
+    about what is still missing (at most four times larger, never below a quarter). Strings walk
+    between grid points of `depth` letters (fewer letters: wider windows; see `next_grid`).
+    """
+
+    start: Any
+    stop: Any
+    descending: bool
+    span: Any
+    depth: int = 2
+
+    def windows(self) -> Generator[tuple[Any, Any], tuple[int, int], None]:
+        """Yield (low, high) bounds; send back (documents found in it, documents still missing)."""
+        if isinstance(self.start, str):
+            yield from self._string_windows()
+            return
+        edge, first = self.start, True
+        # Descending walks include `stop` (and the first window includes `start`); ascending ones end before it.
+        while (edge > self.stop or (first and edge == self.stop)) if self.descending else (edge < self.stop):
+            first = False
+            if self.descending:
+                low, high = max(edge - self.span, self.stop), edge
+                edge = low
+            else:
+                low, high = edge, min(edge + self.span, self.stop)
+                edge = high
+            found, missing = yield (low, high)
+            self._resize(found, missing)
+
+    def _resize(self, found: int, missing: int) -> None:
+        if found <= 0:  # doubling (not more) so a quiet stretch is not followed by a window over a busy one
+            self.span = self.span * 2
+            return
+        wanted = self.span * (missing * 1.25 / found)
+        smallest, largest = self.span / 4, self.span * 4
+        if isinstance(self.span, int):
+            wanted, smallest, largest = int(wanted) + 1, max(1, self.span // 4), self.span * 4
+        self.span = min(max(wanted, smallest), largest)
+
+    def _string_windows(self) -> Generator[tuple[str, str], tuple[int, int], None]:
+        edge, stop, empty_in_a_row = self.start, self.stop, 0
+        while edge < stop:
+            grid = next_grid(edge, self.depth) if self.depth > 0 else None
+            high = min(grid, stop) if grid is not None else stop
+            found, missing = yield (edge, high)
+            empty_in_a_row = empty_in_a_row + 1 if found == 0 else 0
+            if found == 0 and empty_in_a_row >= (6 if self.depth > 1 else 3):
+                self.depth, empty_in_a_row = self.depth - 1, 0
+            elif found > 4 * max(missing, 1) and self.depth < 8:
+                self.depth += 1
+            edge = high
 
 
 class Repository:
@@ -51,11 +271,133 @@ class Repository:
     def ensure_indexes(cls, db: Database) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    # --- filters -------------------------------------------------------------------------------------
     def _scope(self, clinic_id: str, **filters: Any) -> dict[str, Any]:
-        return {"clinicId": to_oid(clinic_id, "clinic"), **filters}
+        """A clinic-scoped filter in the shape the database serves from an index.
 
-    def _find_one(self, clinic_id: str, record_id: str) -> dict[str, Any]:
-        doc = self._col.find_one(self._scope(clinic_id, _id=to_oid(record_id, self.what)))
+        `_id` (a value or `{"$in": [...]}`) goes first: SecantusDB looks it up directly, while
+        `{"clinicId": c, "_id": x}` would read the whole clinic. The clinic id then guards the scope.
+        """
+        scope = to_oid(clinic_id, "clinic")
+        if "_id" in filters:
+            oid = filters.pop("_id")
+            return {"_id": oid, "clinicId": scope, **filters}
+        return {"clinicId": scope, **filters}
+
+    def _find_one(self, clinic_id: str, record_id: str, *, projection: Mapping[str, Any] | None = None,
+                  session: ClientSession | None = None) -> dict[str, Any]:
+        doc = self._col.find_one(self._scope(clinic_id, _id=to_oid(record_id, self.what)), projection,
+                                 session=session)
         if doc is None:
-            raise NotFoundError(f"No {self.what} with id {record_id} in your clinic.")
+            raise NotFoundError(f"No {self.what} with that id in your clinic.")
         return doc
+
+    def _by_ids(self, clinic_id: str, ids: Sequence[str | ObjectId], *,
+                projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Documents of the clinic with these ids, in one indexed query (missing ones are left out)."""
+        oids = list(dict.fromkeys(to_oid(i, self.what) for i in ids))
+        if not oids:
+            return []
+        return list(self._col.find(self._scope(clinic_id, _id={"$in": oids}), projection))
+
+    def _update_by_id(self, clinic_id: str, record_id: str, update: Mapping[str, Any], *,
+                      guard: Mapping[str, Any] | None = None, session: ClientSession | None = None,
+                      projection: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Update one record if it still matches `guard`; the document after the update, or None.
+
+        Not `find_one_and_update`: SecantusDB runs its write step as a scan (SECANTUS.md rule 8).
+        The guarded `update_one` is the atomic compare-and-set; the read after it returns the record
+        as stored (a later writer's change may already be visible, never an earlier state).
+        """
+        query = self._scope(clinic_id, _id=to_oid(record_id, self.what), **dict(guard or {}))
+        result = self._col.update_one(query, update, session=session)
+        if result.matched_count == 0:
+            return None
+        return self._col.find_one({"_id": query["_id"]}, projection, session=session)
+
+    # --- reads ---------------------------------------------------------------------------------------
+    def _select(self, match: Mapping[str, Any], *, post: Mapping[str, Any] | None = None,
+                projection: Mapping[str, Any] | None = None, sort: Sequence[tuple[str, int]] | None = None,
+                session: ClientSession | None = None) -> list[dict[str, Any]]:
+        """Documents matching `match` (served by an index) and then `post` (applied to what it found)."""
+        if not post:
+            cursor = self._col.find(match, projection, session=session)
+            if sort:
+                cursor = cursor.sort(list(sort))
+            return list(cursor)
+        pipeline: list[dict[str, Any]] = [{"$match": dict(match)}, {"$match": dict(post)}]
+        if sort:
+            pipeline.append({"$sort": dict(sort)})
+        if projection:
+            pipeline.append({"$project": dict(projection)})
+        return list(self._col.aggregate(pipeline, session=session))
+
+    def _page(self, match: Mapping[str, Any], field: str, *, limit: int, cursor: str | None = None,
+              descending: bool = True, post: Mapping[str, Any] | None = None,
+              projection: Mapping[str, Any] | None = None, start: Any = None, stop: Any = None,
+              span: Any = None, depth: int = 2) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of documents ordered by (`field`, `_id`), read window by window (keyset pagination).
+
+        `match` is the indexed equality prefix and `field` the index's next key. Datetime fields walk
+        between now and `EARLIEST` unless `start`/`stop` say otherwise; int fields need both; string
+        fields (pass `start=""` or a search prefix) walk forwards between grid points. Each window is one bounded query,
+        so a page costs about what it shows whatever the collection holds.
+        """
+        limit = check_limit(limit)
+        after: tuple[Any, ObjectId] | None = decode_cursor(cursor) if cursor else None
+        if after is not None:
+            start = after[0]
+        walk = self._walk(start, stop, descending, span, depth)
+        wanted = limit + 1  # one more than shown tells whether a next page exists
+        found: list[dict[str, Any]] = []
+        if projection is not None:
+            projection = {**projection, field: 1}
+        windows = walk.windows()
+        try:
+            low, high = next(windows)
+            first = True
+            while True:
+                bounds = self._bounds(low, high, descending=descending, first=first)
+                docs = self._select({**match, field: bounds}, post=post, projection=projection)
+                if first and after is not None:
+                    docs = [d for d in docs if self._beyond(d, field, after, descending)]
+                docs.sort(key=lambda d: (d[field], d["_id"]), reverse=descending)
+                found.extend(docs)
+                if len(found) >= wanted:
+                    break
+                first = False
+                low, high = windows.send((len(docs), wanted - len(found)))
+        except StopIteration:
+            pass
+        page = found[:limit]
+        next_cursor = encode_cursor(page[-1][field], page[-1]["_id"]) if len(found) > limit else None
+        return page, next_cursor
+
+    @staticmethod
+    def _walk(start: Any, stop: Any, descending: bool, span: Any, depth: int) -> _Walk:
+        sample = start if start is not None else stop
+        if sample is None or isinstance(sample, datetime):
+            now = utcnow() + CLOCK_SKEW
+            first, last = (start or now, stop or EARLIEST) if descending else (start or EARLIEST, stop or now)
+            return _Walk(first, last, descending, span or timedelta(days=1))
+        if isinstance(sample, str):
+            if descending:
+                raise ValueError("string walks go forwards")
+            return _Walk(start or "", stop or STRING_END, False, None, depth)
+        if start is None or stop is None:
+            raise ValueError("integer walks need a start and a stop")
+        return _Walk(start, stop, descending, span or 1000)
+
+    @staticmethod
+    def _bounds(low: Any, high: Any, *, descending: bool, first: bool) -> dict[str, Any]:
+        """Window bounds. Descending windows are (low, high]: the first one includes the cursor value
+        (ties on it are told apart by `_id`). Ascending windows are [low, high)."""
+        if descending:
+            return {"$gte": low, "$lte": high} if first else {"$gte": low, "$lt": high}
+        return {"$gte": low, "$lt": high}
+
+    @staticmethod
+    def _beyond(doc: Mapping[str, Any], field: str, after: tuple[Any, ObjectId], descending: bool) -> bool:
+        value, oid = after
+        key = (doc[field], doc["_id"])
+        return key < (value, oid) if descending else key > (value, oid)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 
 from core.domain import Deck, DeckSlide
 from core.errors import ConflictError
-from core.repositories.base import Repository, to_oid, utcnow
+from core.repositories.base import Page, Repository, sync_indexes, to_oid, utcnow
 
 
 def _slide_doc(slide: DeckSlide) -> dict[str, Any]:
@@ -32,8 +33,8 @@ class DeckRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
-            [IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("updatedAt", DESCENDING)])])
+        sync_indexes(db[cls.collection_name],
+                     [IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("updatedAt", DESCENDING)])])
 
     def create(self, clinic_id: str, *, patient_id: str, template: str, name: str, slides: list[DeckSlide],
                used_versions: dict[str, int], created_by: str) -> Deck:
@@ -48,16 +49,19 @@ class DeckRepository(Repository):
     def get(self, clinic_id: str, deck_id: str) -> Deck:
         return _from_doc(self._find_one(clinic_id, deck_id))
 
-    def list_for_patient(self, clinic_id: str, patient_id: str) -> list[Deck]:
-        query = self._scope(clinic_id, patientId=to_oid(patient_id, "patient"))
-        return [_from_doc(d) for d in self._col.find(query).sort("updatedAt", DESCENDING)]
+    def list_for_patient(self, clinic_id: str, patient_id: str, *, limit: int = 50,
+                         cursor: str | None = None) -> Page[Deck]:
+        """A patient's decks, most recently changed first (a page)."""
+        docs, next_cursor = self._page(self._scope(clinic_id, patientId=to_oid(patient_id, "patient")), "updatedAt",
+                                       limit=limit, cursor=cursor, span=timedelta(days=365))
+        return Page(tuple(_from_doc(d) for d in docs), next_cursor)
 
     def update(self, clinic_id: str, deck_id: str, *, expected_revision: int, name: str, slides: list[DeckSlide],
                used_versions: dict[str, int]) -> Deck:
-        doc = self._col.find_one_and_update(
-            self._scope(clinic_id, _id=to_oid(deck_id, "deck"), revision=expected_revision),
+        doc = self._update_by_id(
+            clinic_id, deck_id,
             {"$set": {"name": name, "slides": [_slide_doc(s) for s in slides], "usedVersions": used_versions,
-                      "updatedAt": utcnow()}, "$inc": {"revision": 1}}, return_document=ReturnDocument.AFTER)
+                      "updatedAt": utcnow()}, "$inc": {"revision": 1}}, guard={"revision": expected_revision})
         if doc is None:
             self.get(clinic_id, deck_id)
             raise ConflictError("Someone else changed this deck meanwhile; reload it and try again.")

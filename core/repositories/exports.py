@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from core.domain import ExportState, ExportType, FrameRange, SimulationExport
-from core.repositories.base import Repository, opt_oid, opt_str, to_oid, utcnow
+from core.repositories.base import Page, Repository, opt_oid, opt_str, sync_indexes, to_oid, utcnow
 
 _URL_FIELDS = ("imageUrl", "videoUrl", "gifUrl", "pdfUrl", "comparisonUrl")
 
@@ -46,15 +46,18 @@ class ExportRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [
                 IndexModel([("clinicId", ASCENDING), ("simulationId", ASCENDING), ("createdAt", DESCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("createdAt", DESCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("state", ASCENDING)]),
-                # Identical requests (same version, type and settings) share one export.
+                # Identical requests (same version, type and settings) share one export. The partial
+                # filter is a range, which the embedded server can prove from `requestKey: K` ($type
+                # filters never serve reads there).
                 IndexModel([("clinicId", ASCENDING), ("requestKey", ASCENDING)], unique=True,
-                           partialFilterExpression={"requestKey": {"$type": "string"}}),
-            ]
+                           partialFilterExpression={"requestKey": {"$gt": ""}}),
+            ],
         )
 
     def create(
@@ -111,26 +114,29 @@ class ExportRepository(Repository):
         Returns None when the guard did not match (another request or worker got there first).
         """
         now = utcnow()
-        query = self._scope(clinic_id, _id=to_oid(export_id, "export"), state={"$in": [s.value for s in from_states]})
-        if lease_free_only:
-            query["$or"] = [{"leaseUntil": None}, {"leaseUntil": {"$lt": now}}]
+        guard: dict[str, Any] = {"state": {"$in": [s.value for s in from_states]}}
         updates: dict[str, Any] = {"state": to.value, "updatedAt": now, **fields}
         if lease_seconds is not None:
             updates["leaseUntil"] = now + timedelta(seconds=lease_seconds)
         elif to in (ExportState.DONE, ExportState.FAILED, ExportState.CANCELLED, ExportState.QUEUED):
             updates["leaseUntil"] = None
-        doc = self._col.find_one_and_update(query, {"$set": updates}, return_document=ReturnDocument.AFTER,
-                                            session=session)
-        return _from_doc(doc) if doc else None
+        # "No live lease" is two guards, tried in turn: no `$or`, which the embedded server scans for.
+        leases = ({"leaseUntil": None}, {"leaseUntil": {"$lt": now}}) if lease_free_only else ({},)
+        for lease in leases:
+            doc = self._update_by_id(clinic_id, export_id, {"$set": updates}, guard={**guard, **lease},
+                                     session=session)
+            if doc is not None:
+                return _from_doc(doc)
+        return None
 
     def report_progress(self, clinic_id: str, export_id: str, percent: int, step: str, lease_seconds: int) -> bool:
         """Record progress and renew the lease; False when a cancel was requested."""
         now = utcnow()
-        doc = self._col.find_one_and_update(
-            self._scope(clinic_id, _id=to_oid(export_id, "export"), state=ExportState.RUNNING.value),
+        doc = self._update_by_id(
+            clinic_id, export_id,
             {"$set": {"progress": int(percent), "step": step, "updatedAt": now,
                       "leaseUntil": now + timedelta(seconds=lease_seconds)}},
-            projection={"cancelRequested": 1}, return_document=ReturnDocument.AFTER)
+            guard={"state": ExportState.RUNNING.value}, projection={"cancelRequested": 1})
         return doc is not None and not doc.get("cancelRequested", False)
 
     def request_cancel(self, clinic_id: str, export_id: str) -> None:
@@ -141,20 +147,28 @@ class ExportRepository(Repository):
         query = self._scope(clinic_id, state={"$in": [s.value for s in states]})
         return [_from_doc(d) for d in self._col.find(query)]
 
-    def list_recent(self, clinic_id: str, *, limit: int = 100) -> list[SimulationExport]:
-        return [_from_doc(d) for d in self._col.find(self._scope(clinic_id)).sort("createdAt", DESCENDING).limit(limit)]
+    def list_recent(self, clinic_id: str, *, limit: int = 100, cursor: str | None = None,
+                    approved_only: bool = False) -> Page[SimulationExport]:
+        """The clinic's exports, newest first (a page; `cursor` continues it)."""
+        docs, next_cursor = self._page(self._scope(clinic_id), "createdAt", limit=limit, cursor=cursor,
+                                       post={"settings.approved": True} if approved_only else None,
+                                       span=timedelta(hours=6))
+        return Page(tuple(_from_doc(d) for d in docs), next_cursor)
 
     def find_by_request_key(self, clinic_id: str, request_key: str) -> SimulationExport | None:
         doc = self._col.find_one(self._scope(clinic_id, requestKey=request_key))
         return _from_doc(doc) if doc else None
 
     def list_by_ids(self, clinic_id: str, export_ids: list[str]) -> list[SimulationExport]:
-        query = self._scope(clinic_id, _id={"$in": [to_oid(e, "export") for e in export_ids]})
-        return [_from_doc(d) for d in self._col.find(query)]
+        return [_from_doc(d) for d in self._by_ids(clinic_id, export_ids)]
 
     def get(self, clinic_id: str, export_id: str) -> SimulationExport:
         return _from_doc(self._find_one(clinic_id, export_id))
 
-    def list_for_simulation(self, clinic_id: str, simulation_id: str) -> list[SimulationExport]:
-        query = self._scope(clinic_id, simulationId=to_oid(simulation_id, "simulation"))
-        return [_from_doc(d) for d in self._col.find(query).sort("createdAt", DESCENDING)]
+    def list_for_simulation(self, clinic_id: str, simulation_id: str, *, limit: int = 100,
+                            cursor: str | None = None, post: dict[str, Any] | None = None) -> Page[SimulationExport]:
+        """Exports of one version, newest first (a page)."""
+        docs, next_cursor = self._page(self._scope(clinic_id, simulationId=to_oid(simulation_id, "simulation")),
+                                       "createdAt", limit=limit, cursor=cursor, post=post,
+                                       span=timedelta(days=365))
+        return Page(tuple(_from_doc(d) for d in docs), next_cursor)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 
 from core.domain import (
@@ -18,7 +19,12 @@ from core.domain import (
     StagedFile,
 )
 from core.errors import ConflictError
-from core.repositories.base import Repository, opt_oid, opt_str, to_oid, utcnow
+from core.repositories.base import Page, Repository, encode_cursor, opt_oid, opt_str, sync_indexes, to_oid, utcnow
+
+#: What lists read of an import (the candidate frames can be thousands of entries).
+_LISTED = {f: 1 for f in ("clinicId", "source", "state", "createdAt", "updatedAt", "createdBy", "patientId",
+                          "treatmentId", "simulationType", "name", "seriesOf", "files", "options", "metadata",
+                          "progress", "step", "error", "simulationId", "integrationId", "revision")}
 
 
 def _candidate_doc(c: ImportCandidate) -> dict[str, Any]:
@@ -59,12 +65,13 @@ class ImportRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes([
+        sync_indexes(db[cls.collection_name], [
             IndexModel([("clinicId", ASCENDING), ("createdAt", DESCENDING)]),
             IndexModel([("clinicId", ASCENDING), ("state", ASCENDING), ("createdAt", DESCENDING)]),
             IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("createdAt", DESCENDING)]),
             IndexModel([("files.sha256", ASCENDING)]),
             IndexModel([("candidates.sha256", ASCENDING)]),
+            IndexModel([("candidates.thumbSha256", ASCENDING)]),
         ])
 
     def create(self, clinic_id: str, *, source: ImportSource, created_by: str, patient_id: str | None,
@@ -88,14 +95,30 @@ class ImportRepository(Repository):
         return _from_doc(self._find_one(clinic_id, import_id))
 
     def list(self, clinic_id: str, *, states: Iterable[ImportState] | None = None,
-             patient_id: str | None = None, limit: int = 50) -> list[SimulationImport]:
-        query = self._scope(clinic_id)
-        if states is not None:
-            query["state"] = {"$in": [s.value for s in states]}
-        if patient_id:
-            query["patientId"] = to_oid(patient_id, "patient")
-        cursor = self._col.find(query, projection={"candidates": 0}).sort("createdAt", DESCENDING).limit(limit)
-        return [_from_doc(d) for d in cursor]
+             patient_id: str | None = None, limit: int = 50, cursor: str | None = None) -> Page[SimulationImport]:
+        """Imports newest first, without their candidate frames (a page; `cursor` continues it).
+
+        By patient: one walk of the patient's imports. By state: one walk per state, merged.
+        """
+        wanted = [s.value for s in states] if states is not None else None
+        if patient_id or wanted is None:
+            match = self._scope(clinic_id, **({"patientId": to_oid(patient_id, "patient")} if patient_id else {}))
+            docs, next_cursor = self._page(match, "createdAt", limit=limit, cursor=cursor, projection=_LISTED,
+                                           post={"state": {"$in": wanted}} if wanted else None,
+                                           span=timedelta(days=1))
+            return Page(tuple(_from_doc(d) for d in docs), next_cursor)
+        merged: list[dict[str, Any]] = []
+        more = False
+        for state in wanted:
+            docs, branch_cursor = self._page(self._scope(clinic_id, state=state), "createdAt", limit=limit,
+                                             cursor=cursor, projection=_LISTED, span=timedelta(days=1))
+            merged.extend(docs)
+            more = more or branch_cursor is not None
+        merged.sort(key=lambda d: (d["createdAt"], d["_id"]), reverse=True)
+        page = merged[:limit]
+        more = more or len(merged) > limit
+        next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
+        return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
     def transition(self, clinic_id: str, import_id: str, *, from_states: Iterable[ImportState],
                    to: ImportState, **fields: Any) -> SimulationImport:
@@ -108,9 +131,8 @@ class ImportRepository(Repository):
                 updates[key] = opt_oid(value)
             else:
                 updates[key] = value
-        doc = self._col.find_one_and_update(
-            self._scope(clinic_id, _id=to_oid(import_id, "import"), state={"$in": [s.value for s in from_states]}),
-            {"$set": updates, "$inc": {"revision": 1}}, return_document=ReturnDocument.AFTER)
+        doc = self._update_by_id(clinic_id, import_id, {"$set": updates, "$inc": {"revision": 1}},
+                                 guard={"state": {"$in": [s.value for s in from_states]}})
         if doc is None:
             current = self.get(clinic_id, import_id)
             raise ConflictError(f"This import is {current.state.value.lower()}; it cannot become "
@@ -123,8 +145,9 @@ class ImportRepository(Repository):
 
     def sha256_in_use(self, sha256: str) -> bool:
         """Whether a live import still needs this staged blob."""
-        live = [s.value for s in (ImportState.QUEUED, ImportState.ANALYZING, ImportState.PREVIEW,
-                                  ImportState.UNMATCHED, ImportState.IMPORTING)]
-        query = {"state": {"$in": live}, "$or": [{"files.sha256": sha256}, {"candidates.sha256": sha256},
-                                                 {"candidates.thumbSha256": sha256}]}
-        return self._col.count_documents(query, limit=1) > 0
+        live = {s.value for s in (ImportState.QUEUED, ImportState.ANALYZING, ImportState.PREVIEW,
+                                  ImportState.UNMATCHED, ImportState.IMPORTING)}
+        for field in ("files.sha256", "candidates.sha256", "candidates.thumbSha256"):  # one index each, no $or
+            if any(d["state"] in live for d in self._col.find({field: sha256}, {"state": 1})):
+                return True
+        return False

@@ -10,7 +10,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core.domain import Integration, IntegrationKind
-from core.repositories.base import Repository, to_oid, utcnow
+from core.repositories.base import Repository, sync_indexes, to_oid, utcnow
 
 
 def _from_doc(doc: dict[str, Any]) -> Integration:
@@ -28,9 +28,8 @@ class IntegrationRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes([IndexModel([("clinicId", ASCENDING), ("name", ASCENDING)],
-                                                           unique=True)])
-        db["integration_items"].create_indexes([
+        sync_indexes(db[cls.collection_name], [IndexModel([("clinicId", ASCENDING), ("name", ASCENDING)], unique=True)])
+        sync_indexes(db["integration_items"], [
             IndexModel([("clinicId", ASCENDING), ("integrationId", ASCENDING), ("key", ASCENDING)], unique=True)])
 
     def create(self, clinic_id: str, *, kind: IntegrationKind, name: str, folder: str, import_as: str) -> Integration:

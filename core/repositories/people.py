@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core.domain import Clinic, Patient, Role, Treatment, User
 from core.errors import ConflictError, NotFoundError
-from core.repositories.base import Repository, to_oid, utcnow
+from core.repositories.base import Page, Repository, prefix_end, sync_indexes, to_oid, utcnow
 
 
 class ClinicRepository(Repository):
@@ -21,7 +22,7 @@ class ClinicRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes([IndexModel([("slug", ASCENDING)], unique=True)])
+        sync_indexes(db[cls.collection_name], [IndexModel([("slug", ASCENDING)], unique=True)])
 
     @staticmethod
     def _from_doc(doc: dict[str, Any]) -> Clinic:
@@ -36,8 +37,10 @@ class ClinicRepository(Repository):
             logoSha256=doc.get("logoSha256"),
         )
 
-    def create(self, *, name: str, slug: str, show_patient_names: bool = False) -> Clinic:
-        doc = {"name": name, "slug": slug, "showPatientNames": show_patient_names, "createdAt": utcnow()}
+    def create(self, *, name: str, slug: str, show_patient_names: bool = False,
+               created_at: datetime | None = None) -> Clinic:
+        doc = {"name": name, "slug": slug, "showPatientNames": show_patient_names,
+               "createdAt": created_at or utcnow()}
         try:
             doc["_id"] = self._col.insert_one(doc).inserted_id
         except DuplicateKeyError as exc:
@@ -55,11 +58,9 @@ class ClinicRepository(Repository):
         allowed = {"showPatientNames", "primaryColor", "footerText", "logoSha256"}
         if set(fields) - allowed:
             raise ValueError(f"only {sorted(allowed)} can be changed")
-        doc = self._col.find_one_and_update({"_id": to_oid(clinic_id, "clinic")}, {"$set": fields},
-                                            return_document=ReturnDocument.AFTER)
-        if doc is None:
+        if self._col.update_one({"_id": to_oid(clinic_id, "clinic")}, {"$set": fields}).matched_count == 0:
             raise NotFoundError(f"No clinic with id {clinic_id}.")
-        return self._from_doc(doc)
+        return self.get(clinic_id)
 
     def logo_in_use(self, sha256: str) -> bool:
         return self._col.count_documents({"logoSha256": sha256}, limit=1) > 0
@@ -73,13 +74,18 @@ class ClinicRepository(Repository):
         return self._col.estimated_document_count()
 
 
+#: Staff accounts one clinic may have (users are listed whole on the Users page and in pickers).
+MAX_STAFF = 2000
+
+
 class UserRepository(Repository):
     collection_name = "users"
     what = "user"
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [
                 IndexModel([("clinicId", ASCENDING), ("email", ASCENDING)], unique=True),
                 IndexModel([("email", ASCENDING)]),
@@ -131,8 +137,7 @@ class UserRepository(Repository):
             changes["role"] = role.value
         if active is not None:
             changes["active"] = active
-        doc = self._col.find_one_and_update(self._scope(clinic_id, _id=to_oid(user_id, "user")), {"$set": changes},
-                                            return_document=ReturnDocument.AFTER)
+        doc = self._update_by_id(clinic_id, user_id, {"$set": changes})
         if doc is None:
             raise NotFoundError(f"No user with id {user_id} in your clinic.")
         return self._from_doc(doc)
@@ -145,16 +150,21 @@ class UserRepository(Repository):
     def bind_identity(self, user_id: str, issuer: str, subject: str) -> User | None:
         """Bind an invited user (no identity yet) to (issuer, subject), once. None if already bound."""
         try:
-            doc = self._col.find_one_and_update(
-                {"_id": to_oid(user_id, "user"), "subject": None},
-                {"$set": {"issuer": issuer, "subject": subject}}, return_document=ReturnDocument.AFTER)
+            user = to_oid(user_id, "user")
+            bound = self._col.update_one({"_id": user, "subject": None},
+                                         {"$set": {"issuer": issuer, "subject": subject}})
         except DuplicateKeyError:
             return None
+        doc = self._col.find_one({"_id": user}) if bound.matched_count else None
         return self._from_doc(doc) if doc else None
 
     def list(self, clinic_id: str) -> list[User]:
-        cursor = self._col.find(self._scope(clinic_id)).sort("email", ASCENDING)
-        return [self._from_doc(d) for d in cursor]
+        """The clinic's staff accounts (tens, not thousands), by e-mail."""
+        docs = self._col.find(self._scope(clinic_id)).limit(MAX_STAFF)
+        return sorted((self._from_doc(d) for d in docs), key=lambda u: u.email)
+
+    def get_many(self, clinic_id: str, user_ids: Iterable[str]) -> dict[str, User]:
+        return {str(d["_id"]): self._from_doc(d) for d in self._by_ids(clinic_id, list(user_ids))}
 
     # --- the sign-in boundary: the only look-ups that are not scoped by a caller's clinic -------
     def get_for_session(self, user_id: str) -> User:
@@ -179,17 +189,28 @@ def _dob_to_datetime(value: date) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
+def name_key(last: str, first: str, chart: str) -> str:
+    """The patient list's sort key: last name, first name, chart number (lower case)."""
+    return f"{last.strip().lower()}{_SEP}{first.strip().lower()}{_SEP}{chart.strip().lower()}"
+
+
+_SEP = "\x1f"  # sorts before every printable character: "ok" < "oka"
+
+
 class PatientRepository(Repository):
     collection_name = "patients"
     what = "patient"
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [
                 IndexModel([("clinicId", ASCENDING), ("chartNumber", ASCENDING)], unique=True),
-                IndexModel([("clinicId", ASCENDING), ("lastNameLower", ASCENDING), ("firstNameLower", ASCENDING)]),
-            ]
+                IndexModel([("clinicId", ASCENDING), ("nameKey", ASCENDING)]),
+                IndexModel([("clinicId", ASCENDING), ("firstKey", ASCENDING)]),
+            ],
+            obsolete=("clinicId_1_lastNameLower_1_firstNameLower_1",),
         )
 
     @staticmethod
@@ -205,21 +226,30 @@ class PatientRepository(Repository):
             createdAt=doc.get("createdAt"),
         )
 
-    def create(
-        self, clinic_id: str, *, first_name: str, last_name: str, date_of_birth: date, chart_number: str
-    ) -> Patient:
-        doc = {
+    @staticmethod
+    def new_document(clinic_id: str, *, first_name: str, last_name: str, date_of_birth: date,
+                     chart_number: str, created_at: datetime | None = None) -> dict[str, Any]:
+        return {
+            "_id": ObjectId(),
             "clinicId": to_oid(clinic_id, "clinic"),
             "firstName": first_name,
             "lastName": last_name,
             "firstNameLower": first_name.lower(),
             "lastNameLower": last_name.lower(),
+            "nameKey": name_key(last_name, first_name, chart_number),
+            "firstKey": name_key(first_name, last_name, chart_number),
             "dateOfBirth": _dob_to_datetime(date_of_birth),
             "chartNumber": chart_number,
-            "createdAt": utcnow(),
+            "createdAt": created_at or utcnow(),
         }
+
+    def create(
+        self, clinic_id: str, *, first_name: str, last_name: str, date_of_birth: date, chart_number: str
+    ) -> Patient:
+        doc = self.new_document(clinic_id, first_name=first_name, last_name=last_name,
+                                date_of_birth=date_of_birth, chart_number=chart_number)
         try:
-            doc["_id"] = self._col.insert_one(doc).inserted_id
+            self._col.insert_one(doc)
         except DuplicateKeyError as exc:
             raise ConflictError(f"Chart number {chart_number} is already used in this clinic.") from exc
         return self._from_doc(doc)
@@ -227,23 +257,65 @@ class PatientRepository(Repository):
     def get(self, clinic_id: str, patient_id: str) -> Patient:
         return self._from_doc(self._find_one(clinic_id, patient_id))
 
-    def search(self, clinic_id: str, text: str = "", *, limit: int = 200) -> list[Patient]:
-        """Patients whose last/first name starts with, or chart number equals, `text`."""
-        query = self._scope(clinic_id)
-        text = text.strip()
-        if text:
-            prefix = "^" + re.escape(text.lower())
-            query["$or"] = [
-                {"lastNameLower": {"$regex": prefix}},
-                {"firstNameLower": {"$regex": prefix}},
-                {"chartNumber": text},
-            ]
-        cursor = (
-            self._col.find(query)
-            .sort([("lastNameLower", ASCENDING), ("firstNameLower", ASCENDING)])
-            .limit(limit)
-        )
-        return [self._from_doc(d) for d in cursor]
+    def backfill_sort_keys(self) -> int:
+        """Migration: give patients written before the keyed list their `nameKey`/`firstKey` (all clinics)."""
+        changed = 0
+        batch: list[UpdateOne] = []
+        for doc in self._col.find({"nameKey": {"$exists": False}},
+                                  {"firstName": 1, "lastName": 1, "chartNumber": 1}):
+            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": {
+                "nameKey": name_key(doc["lastName"], doc["firstName"], doc["chartNumber"]),
+                "firstKey": name_key(doc["firstName"], doc["lastName"], doc["chartNumber"])}}))
+            if len(batch) >= 1000:
+                changed += self._col.bulk_write(batch, ordered=False).modified_count
+                batch = []
+        if batch:
+            changed += self._col.bulk_write(batch, ordered=False).modified_count
+        return changed
+
+    def get_many(self, clinic_id: str, patient_ids: Iterable[str]) -> dict[str, Patient]:
+        """Patients by id in one query (ids of other clinics are left out)."""
+        return {str(d["_id"]): self._from_doc(d) for d in self._by_ids(clinic_id, list(patient_ids))}
+
+    def page(self, clinic_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[Patient]:
+        """The clinic's patients by last name, first name (a page; `cursor` continues it)."""
+        docs, next_cursor = self._page(self._scope(clinic_id), "nameKey", limit=limit, cursor=cursor,
+                                       descending=False, start="")
+        return Page(tuple(self._from_doc(d) for d in docs), next_cursor)
+
+    def search(self, clinic_id: str, text: str = "", *, limit: int = 50) -> Page[Patient]:
+        """Patients whose chart number is `text`, or whose name starts with it ("Oka", "Okafor, Jo",
+        "Jo Okafor", "Jo"): chart-number matches first, then by last name, then by first name.
+
+        Each way of reading the text is one bounded walk of an index; `truncated` says more matched.
+        """
+        text = " ".join(text.split())
+        if not text:
+            return self.page(clinic_id, limit=limit)
+        scope = self._scope(clinic_id)
+        found: dict[Any, dict[str, Any]] = {}
+        truncated = False
+        for doc in self._col.find({**scope, "chartNumber": text}):
+            found[doc["_id"]] = doc
+        lowered = text.lower()
+        if "," in lowered:
+            last, _, first = (part.strip() for part in lowered.partition(","))
+            branches = [("nameKey", f"{last}{_SEP}{first}" if first else last)]
+        elif " " in lowered:
+            first_word, _, rest = lowered.partition(" ")
+            branches = [("nameKey", lowered), ("nameKey", f"{rest}{_SEP}{first_word}"),
+                        ("firstKey", f"{first_word}{_SEP}{rest}")]
+        else:
+            branches = [("nameKey", lowered), ("firstKey", lowered)]
+        for field, prefix in branches:
+            docs, more = self._page(scope, field, limit=limit, descending=False, start=prefix,
+                                    stop=prefix_end(prefix), depth=len(prefix) + 1)
+            truncated = truncated or more is not None
+            for doc in docs:
+                found.setdefault(doc["_id"], doc)
+        items = list(found.values())
+        truncated = truncated or len(items) > limit
+        return Page(tuple(self._from_doc(d) for d in items[:limit]), truncated=truncated)
 
 
 class TreatmentRepository(Repository):
@@ -252,7 +324,8 @@ class TreatmentRepository(Repository):
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        db[cls.collection_name].create_indexes(
+        sync_indexes(
+            db[cls.collection_name],
             [IndexModel([("clinicId", ASCENDING), ("patientId", ASCENDING), ("createdAt", ASCENDING)])]
         )
 

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from core.domain import AuditEvent, Permission
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.audit import VerifyReport
+from core.repositories.base import Page
 
 
 class AuditService:
@@ -16,12 +18,14 @@ class AuditService:
         self._infra = infra
 
     def search(self, actor: Actor, *, user_id: str | None = None, patient_id: str | None = None,
-               action: str | None = None, day_from: date | None = None, day_to: date | None = None) -> list[AuditEvent]:
+               action: str | None = None, day_from: date | None = None, day_to: date | None = None,
+               limit: int = 200, cursor: str | None = None) -> Page[AuditEvent]:
+        """Events newest first, filtered by user, patient, action and days (UTC); a page."""
         actor.require(Permission.ADMIN)
         since = datetime.combine(day_from, time.min, UTC) if day_from else None
         until = datetime.combine(day_to + timedelta(days=1), time.min, UTC) if day_to else None
-        return self._infra.audit.search(actor.clinic_id, user_id=user_id, patient_id=patient_id, action=action,
-                                        since=since, until=until)
+        return self._infra.audit.page(actor.clinic_id, user_id=user_id, patient_id=patient_id, action=action,
+                                      since=since, until=until, limit=limit, cursor=cursor)
 
     def to_csv(self, actor: Actor, events: list[AuditEvent]) -> bytes:
         actor.require(Permission.ADMIN)
@@ -34,10 +38,17 @@ class AuditService:
                              e.simulationId or "", "; ".join(f"{k}={v}" for k, v in sorted(e.details.items()))])
         return buffer.getvalue().encode()
 
-    def verify(self, actor: Actor) -> list[str]:
+    def verify(self, actor: Actor) -> VerifyReport:
+        """The admin's clinic: events since the last verified checkpoint, and the chain head."""
         actor.require(Permission.ADMIN)
-        return self._infra.audit.verify(actor.clinic_id)
+        report = self._infra.audit.verify(actor.clinic_id, from_checkpoint=True)
+        self._infra.audit.append(actor.clinic_id, action="audit.verified", outcome="ok" if report.intact else "failed",
+                                 user_id=actor.id, role=actor.role.value,
+                                 details={"from": report.first_seq, "to": report.last_seq,
+                                          "problems": len(report.problems)})
+        return report
 
-    def verify_all(self) -> dict[str, list[str]]:
-        """For the CLI (an operator on the server): every clinic's chain."""
-        return {clinic_id: self._infra.audit.verify(clinic_id) for clinic_id in self._infra.clinics.list_ids()}
+    def verify_all(self, *, from_checkpoint: bool = False) -> list[VerifyReport]:
+        """For the CLI (an operator on the server): every clinic's whole chain (or since its checkpoint)."""
+        return [self._infra.audit.verify(clinic_id, from_checkpoint=from_checkpoint)
+                for clinic_id in self._infra.clinics.list_ids()]

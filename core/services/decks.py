@@ -29,6 +29,7 @@ from core.errors import ValidationError
 from core.imaging import decode_rgb
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.base import Page
 from core.services.visuals import BeforeRef, ComparisonRequest, OutputSpec, Overlays, VisualService
 
 DECK_OUTPUTS = {"pptx": ExportType.PPTX, "pdf": ExportType.PDF, "handout": ExportType.PDF, "pack": ExportType.PACK}
@@ -91,11 +92,9 @@ class DeckService:
             )
         latest = sorted(approved, key=lambda s: s.updatedAt)[-1]
         sim = self._infra.simulations.get(actor.clinic_id, latest.id)  # with its frames
-        videos = [
-            e
-            for e in self._infra.exports.list_for_simulation(actor.clinic_id, sim.id)
-            if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE
-        ]
+        videos = list(self._infra.exports.list_for_simulation(
+            actor.clinic_id, sim.id, limit=20,
+            post={"exportType": ExportType.VIDEO.value, "state": ExportState.DONE.value}))
         photos = self._infra.assets.list_for_patient(actor.clinic_id, patient.id, kinds=(AssetKind.PHOTO,))
         slides = []
         for kind in TEMPLATES[template]:
@@ -172,15 +171,15 @@ class DeckService:
         actor.require(Permission.IMAGING_VIEW)
         return self._infra.decks.get(actor.clinic_id, deck_id)
 
-    def for_patient(self, actor: Actor, patient_id: str) -> list[Deck]:
+    def for_patient(self, actor: Actor, patient_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[Deck]:
         actor.require(Permission.IMAGING_VIEW)
-        return self._infra.decks.list_for_patient(actor.clinic_id, patient_id)
+        return self._infra.decks.list_for_patient(actor.clinic_id, patient_id, limit=limit, cursor=cursor)
 
     def warnings(self, actor: Actor, deck: Deck) -> list[DeckWarning]:
         """Newer approved versions of the series a deck shows (the deck keeps what it recorded)."""
         out = []
         for sim_id, version in deck.usedVersions.items():
-            versions = self._infra.simulations.series_versions(actor.clinic_id, sim_id)
+            versions = self._infra.simulations.series_versions(actor.clinic_id, sim_id, limit=20)
             newer = [
                 v
                 for v in versions
@@ -202,8 +201,9 @@ class DeckService:
         videos = [
             (e.id, f"{e.name or 'Video'} · {e.createdAt:%Y-%m-%d}")
             for s in sims
-            for e in self._infra.exports.list_for_simulation(actor.clinic_id, s.id)
-            if e.exportType is ExportType.VIDEO and e.state is ExportState.DONE
+            for e in self._infra.exports.list_for_simulation(
+                actor.clinic_id, s.id, limit=20,
+                post={"exportType": ExportType.VIDEO.value, "state": ExportState.DONE.value})
         ]
         photos = [
             (a.id, a.label or "Photo")

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from core.domain import (
     ExportState,
     ExportType,
     FrameRange,
+    ImagingAsset,
     Permission,
     SimulationExport,
     TreatmentSimulation,
@@ -41,6 +42,7 @@ from core.imaging.compose import fit
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue
+from core.repositories.base import Page
 from core.services.visuals import Overlays, VisualService
 
 log = logging.getLogger(__name__)
@@ -216,10 +218,27 @@ class ExportService:
             raise NotFoundError("Presenters see exports of approved versions only.")
         return export
 
-    def recent(self, actor: Actor) -> list[SimulationExport]:
+    def recent(self, actor: Actor, *, limit: int = 50, cursor: str | None = None) -> Page[SimulationExport]:
+        """The clinic's exports, newest first (presenters: of approved versions only); a page."""
         actor.require(Permission.IMAGING_VIEW)
-        exports = self._infra.exports.list_recent(actor.clinic_id)
-        return [e for e in exports if not actor.approved_only or e.settings.get("approved")]
+        return self._infra.exports.list_recent(actor.clinic_id, limit=limit, cursor=cursor,
+                                               approved_only=actor.approved_only)
+
+    def for_simulation(self, actor: Actor, simulation_id: str, *, export_type: ExportType | None = None,
+                       limit: int = 50) -> Page[SimulationExport]:
+        """One version's exports (of one type), newest first."""
+        actor.require(Permission.IMAGING_VIEW)
+        post: dict[str, Any] = {"exportType": export_type.value} if export_type else {}
+        if actor.approved_only:
+            post["settings.approved"] = True
+        return self._infra.exports.list_for_simulation(actor.clinic_id, simulation_id, limit=limit, post=post or None)
+
+    def files(self, actor: Actor, exports: Sequence[SimulationExport]) -> dict[str, ImagingAsset]:
+        """The produced file of each finished export, by export id, in one query."""
+        actor.require(Permission.IMAGING_VIEW)
+        wanted = {e.id: e.asset_id for e in exports if e.state is ExportState.DONE and e.asset_id}
+        assets = self._infra.assets.find_many(actor.clinic_id, set(wanted.values()))
+        return {export_id: assets[a] for export_id, a in wanted.items() if a in assets}
 
     def cancel(self, actor: Actor, export_id: str) -> SimulationExport:
         actor.require(Permission.IMAGING_EXPORT)

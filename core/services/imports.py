@@ -40,6 +40,7 @@ from core.importing.sniff import STILL_IMAGE_FORMATS, sniff
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue
+from core.repositories.base import Page
 from core.services.simulations import NewFrame, SimulationService
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,12 @@ class ImportService:
         actor.require(Permission.IMAGING_CAPTURE)
         return self._infra.imports.get(actor.clinic_id, import_id)
 
-    def recent(self, actor: Actor, *, patient_id: str | None = None,
-               states: Sequence[ImportState] | None = None) -> list[SimulationImport]:
+    def recent(self, actor: Actor, *, patient_id: str | None = None, states: Sequence[ImportState] | None = None,
+               limit: int = 20, cursor: str | None = None) -> Page[SimulationImport]:
+        """Imports newest first (of a patient, or in these states); a page."""
         actor.require(Permission.IMAGING_CAPTURE)
-        return self._infra.imports.list(actor.clinic_id, patient_id=patient_id, states=states)
+        return self._infra.imports.list(actor.clinic_id, patient_id=patient_id, states=states, limit=limit,
+                                        cursor=cursor)
 
     def candidate_image(self, actor: Actor, import_id: str, key: str, *, thumb: bool = True) -> bytes:
         record = self.get(actor, import_id)

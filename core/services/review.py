@@ -8,6 +8,7 @@ from core.domain import Patient, Permission, SimulationStatus, TreatmentSimulati
 from core.errors import ConflictError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.base import Page
 
 
 @dataclass(frozen=True)
@@ -20,17 +21,13 @@ class ReviewService:
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 
-    def queue(self, actor: Actor) -> list[QueueItem]:
-        """Latest active version of each series awaiting approval in the doctor's clinic, oldest first."""
+    def queue(self, actor: Actor, *, limit: int = 50, cursor: str | None = None) -> Page[QueueItem]:
+        """Active versions awaiting approval in the doctor's clinic, longest waiting first (a page)."""
         actor.require(Permission.IMAGING_APPROVE)
-        sims = self._infra.simulations.awaiting_approval(actor.clinic_id)
-        patients: dict[str, Patient] = {}
-        items = []
-        for sim in sims:
-            if sim.patientId not in patients:
-                patients[sim.patientId] = self._infra.patients.get(actor.clinic_id, sim.patientId)
-            items.append(QueueItem(sim, patients[sim.patientId]))
-        return items
+        sims = self._infra.simulations.awaiting_approval(actor.clinic_id, limit=limit, cursor=cursor)
+        patients = self._infra.patients.get_many(actor.clinic_id, {s.patientId for s in sims})
+        items = tuple(QueueItem(sim, patients[sim.patientId]) for sim in sims if sim.patientId in patients)
+        return Page(items, sims.cursor)
 
     def approve(self, actor: Actor, simulation_id: str) -> TreatmentSimulation:
         return self._set(actor, simulation_id, approved=True)
@@ -65,7 +62,8 @@ class ReviewService:
         actor.require(Permission.IMAGING_VIEW)
         sim = self._infra.simulations.get(actor.clinic_id, simulation_id)
         events = self._infra.audit.for_simulation(actor.clinic_id, sim.id, action="review.changes_requested")
-        names = {u.id: u.name for u in self._infra.users.list(actor.clinic_id)}
+        names = {u.id: u.name for u in self._infra.users.get_many(
+            actor.clinic_id, {e.userId for e in events if e.userId}).values()}
         return [(e.at.strftime("%Y-%m-%d %H:%M"), names.get(e.userId or "", "a doctor"), e.details.get("comment", ""))
                 for e in events]
 

@@ -114,10 +114,9 @@ class SimulationService:
     def context(self, actor: Actor, sim: TreatmentSimulation) -> SimulationContext:
         self.get(actor, sim.id)
         treatment = self._infra.treatments.get(actor.clinic_id, sim.treatmentId) if sim.treatmentId else None
-        versions = [v for v in self._infra.simulations.list_for_patient(
-            actor.clinic_id, sim.patientId, include_archived=True, approved_only=actor.approved_only)
-            if v.series_key == sim.series_key]
-        return SimulationContext(treatment, tuple(sorted(versions, key=lambda v: v.version, reverse=True)))
+        versions = [v for v in self._infra.simulations.series_versions(actor.clinic_id, sim.id, limit=50)
+                    if v.isApproved or not actor.approved_only]
+        return SimulationContext(treatment, tuple(versions))
 
     @staticmethod
     def differences(before: TreatmentSimulation, after: TreatmentSimulation) -> list[str]:
@@ -313,9 +312,11 @@ class SimulationService:
     def history(self, actor: Actor, simulation_id: str) -> list[HistoryEntry]:
         """Who did what to any version of this series, newest first."""
         sim = self.get(actor, simulation_id)
-        versions = {v.id: v.version for v in self._infra.simulations.series_versions(actor.clinic_id, sim.id)}
-        names = {u.id: u.name for u in self._infra.users.list(actor.clinic_id)}
+        versions = {v.id: v.version for v in self._infra.simulations.series_versions(actor.clinic_id, sim.id,
+                                                                                   limit=50)}
         events = self._infra.audit.for_simulations(actor.clinic_id, list(versions), actions=HISTORY_ACTIONS)
+        names = {u.id: u.name for u in self._infra.users.get_many(
+            actor.clinic_id, {e.userId for e in events if e.userId}).values()}
         return [HistoryEntry(e.at, names.get(e.userId or "", "system"), versions.get(e.simulationId or "", 0),
                              _describe(e.action, e.details)) for e in events]
 

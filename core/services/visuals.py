@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from threading import Lock
@@ -38,7 +39,7 @@ from core.domain import (
     TreatmentSimulation,
 )
 from core.errors import NotFoundError, ValidationError
-from core.imaging import DISPLAY_SIZE, decode_rgb, fit_within
+from core.imaging import DISPLAY_SIZE, decode_rgb, encode_jpeg, fit_within
 from core.imaging.align import Alignment, apply_crop, auto_align
 from core.imaging.compose import ComparisonSpec, compose, fit, title_band_height
 from core.imaging.encode import FORMATS, encode_export
@@ -47,6 +48,7 @@ from core.imaging.overlays import OverlaySpec, apply_overlays
 from core.imaging.sizes import output_size
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.base import Page
 
 PATIENT_TEXT = ("none", "initials", "full")
 GALLERY_KINDS = (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.EXPORT)
@@ -414,23 +416,39 @@ class VisualService:
         return ExportResult(export, asset, reused)
 
     # --- gallery -----------------------------------------------------------------------------------------
-    def gallery(self, actor: Actor, patient_id: str, kinds: tuple[AssetKind, ...] = GALLERY_KINDS) -> list[GalleryItem]:
-        """The patient's photos, scans and exports, newest first (presenters: approved exports only)."""
+    def gallery(self, actor: Actor, patient_id: str, kinds: tuple[AssetKind, ...] = GALLERY_KINDS, *,
+                limit: int = 24, cursor: str | None = None) -> Page[GalleryItem]:
+        """The patient's photos, scans and exports, newest first (presenters: approved exports only); a page."""
         actor.require(Permission.IMAGING_VIEW)
         patient = self._infra.patients.get(actor.clinic_id, patient_id)
-        assets = self._infra.assets.list_for_patient(actor.clinic_id, patient.id, kinds=kinds)
+        assets = self._infra.assets.list_for_patient(actor.clinic_id, patient.id, kinds=kinds, limit=limit,
+                                                     cursor=cursor)
         export_ids = [a.exportId for a in assets if a.exportId]
         exports = {e.id: e for e in self._infra.exports.list_by_ids(actor.clinic_id, export_ids)}
         items = [GalleryItem(a, exports.get(a.exportId) if a.exportId else None) for a in assets]
         if actor.approved_only:
             items = [i for i in items if i.asset.kind is not AssetKind.EXPORT or i.asset.details.get("approved")]
-        return items
+        return Page(tuple(items), assets.cursor)
 
     def thumbnail(self, actor: Actor, asset_id: str, box: tuple[int, int] = (480, 360)) -> np.ndarray:
         """A small picture of an image asset (PNG/JPEG); other files have no thumbnail."""
+        return self.thumbnails(actor, [asset_id], box)[asset_id]
+
+    def thumbnails(self, actor: Actor, asset_ids: Sequence[str], box: tuple[int, int] = (480, 360)
+                   ) -> dict[str, np.ndarray]:
+        """Small pictures of image assets (one database query for all of them), by asset id."""
         actor.require(Permission.IMAGING_VIEW)
-        pixels = self._asset_pixels(actor.clinic_id, asset_id)
-        return fit(pixels, fit_within(pixels.shape[1], pixels.shape[0], box))
+        assets = self._infra.assets.get_many(actor.clinic_id, asset_ids)
+        out = {}
+        for asset_id, asset in assets.items():
+            key = f"thumb:{box[0]}x{box[1]}:{asset.sha256}"
+            pixels = self._decoded.get(key, lambda a=asset: self._thumb_png(a.sha256, box))
+            out[asset_id] = pixels
+        return out
+
+    def _thumb_png(self, sha256: str, box: tuple[int, int]) -> bytes:
+        pixels = decode_rgb(self._infra.store.get(sha256))
+        return encode_jpeg(fit(pixels, fit_within(pixels.shape[1], pixels.shape[0], box)), quality=85).data
 
     def download(self, actor: Actor, asset_id: str) -> tuple[bytes, str, str]:
         """(bytes, file name, content type) of a gallery file; needs imaging:export; audited.
