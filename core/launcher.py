@@ -26,6 +26,10 @@ log = logging.getLogger("launcher")
 BIN = Path(sys.executable).parent
 
 
+#: WiredTiger cache of the embedded database (`EMBEDDED_DB_CACHE`).
+DEFAULT_DB_CACHE = "256M"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,8 +83,12 @@ def spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
     return Child(name, process, stop_timeout)
 
 
-def start_mongo(data_dir: Path, port: int, *, log_path: Path | None = None) -> tuple[Child, str]:
-    """SecantusDB on 127.0.0.1 with sync-on-commit (durable writes), data under `data_dir`."""
+def start_mongo(data_dir: Path, port: int, *, log_path: Path | None = None,
+                cache_size: str = DEFAULT_DB_CACHE) -> tuple[Child, str]:
+    """SecantusDB on 127.0.0.1 with sync-on-commit (durable writes), data under `data_dir`.
+
+    `cache_size` is WiredTiger's cache (the server's own default is 1G; see the README for measurements).
+    """
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
@@ -89,7 +97,7 @@ def start_mongo(data_dir: Path, port: int, *, log_path: Path | None = None) -> t
     if not server.exists():
         raise ConfigurationError(f"{server} is missing; run `make run` so the venv is installed.")
     child = spawn("database", [str(server), "--host", "127.0.0.1", "--port", str(port),
-                               "--storage-path", str(data_dir), "--sync-on-commit",
+                               "--storage-path", str(data_dir), "--sync-on-commit", "--cache-size", cache_size,
                                "--log-level", "WARNING"], log_path=log_path, stop_timeout=20)
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
@@ -163,7 +171,8 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         if not settings.mongodb_uri:
-            child, uri = start_mongo(settings.data_dir / "db", free_port(), log_path=log_dir / "db.log")
+            child, uri = start_mongo(settings.data_dir / "db", free_port(), log_path=log_dir / "db.log",
+                                     cache_size=os.environ.get("EMBEDDED_DB_CACHE", DEFAULT_DB_CACHE))
             stack.children.append(child)
             stack.env["MONGODB_URI"] = uri
             log.info("embedded database on %s (data in %s)", uri, settings.data_dir / "db")

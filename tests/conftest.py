@@ -22,9 +22,9 @@ from redis import Redis
 from rq import Worker
 
 from core.config import PROJECT_ROOT, Settings, load_settings
-from core.db import ensure_indexes
 from core.infra import Infrastructure, build_infrastructure
 from core.launcher import Child, free_port, start_mongo, start_redis
+from core.migrations import prepare_database
 from core.services import Services, services_for
 
 
@@ -81,7 +81,7 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 def infra(settings: Settings) -> Iterator[Infrastructure]:
     infra = build_infrastructure(settings)
-    ensure_indexes(infra.db)
+    prepare_database(infra)  # as `make run` does: indexes, and the migrations recorded as done
     yield infra
     infra.db.client.drop_database(settings.mongodb_db)
     infra.db.client.close()

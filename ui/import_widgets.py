@@ -7,6 +7,7 @@ import streamlit as st
 from core.domain import ImportState, SimulationImport
 from core.permissions import Actor
 from ui.context import services
+from ui.paging import page_controls, page_cursor
 
 BUSY = (ImportState.QUEUED, ImportState.ANALYZING, ImportState.IMPORTING)
 STATE_TEXT = {
@@ -84,23 +85,25 @@ def candidate_editor(actor: Actor, record: SimulationImport) -> None:
 
 
 def recent_imports(actor: Actor, patient_id: str) -> None:
-    records = services().imports.recent(actor, patient_id=patient_id)
+    records = services().imports.recent(actor, patient_id=patient_id, cursor=page_cursor(f"imports:{patient_id}"))
     if records:
         st.subheader("Recent imports")
         st.dataframe([{"When": r.createdAt.strftime("%Y-%m-%d %H:%M"), "Source": r.source.value,
                        "Name": r.name, "State": r.state.value.title(), "Problem": r.error or ""} for r in records],
                      hide_index=True, width="stretch")
+        page_controls(f"imports:{patient_id}", records)
 
 
 def unmatched_imports(actor: Actor) -> None:
     """Watch-folder imports that name no unique patient: open one to assign the patient and import."""
-    waiting = services().integrations.unmatched(actor)
+    waiting = services().integrations.unmatched(actor, cursor=page_cursor("unmatched"))
     if not waiting:
         return
-    st.subheader(f"Unmatched imports ({len(waiting)})")
+    st.subheader(f"Unmatched imports ({len(waiting)}{'+' if waiting.more else ''})")
     for record in waiting:
         cols = st.columns([4, 1])
         cols[0].markdown(f"**{record.name}** · {record.source.value} · {record.createdAt:%Y-%m-%d %H:%M}")
         if cols[1].button("Assign patient", key=f"assign-{record.id}"):
             st.session_state["import_id"] = record.id
             st.rerun()
+    page_controls("unmatched", waiting)

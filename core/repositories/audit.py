@@ -369,8 +369,11 @@ class AuditRepository(Repository):
         post = {k: v for k, v in filters.items() if k != lead}
         if since is not None or until is not None:
             post["at"] = {k: v for k, v in (("$gte", since), ("$lt", until)) if v is not None}
+        # Without a filtering index every seq in [low, high] is a candidate (dates only trim the edges):
+        # the first window is the page itself. A filter's events are sparser: start wider.
         docs, next_cursor = self._page(match, "seq", limit=limit, cursor=cursor, start=high, stop=low,
-                                       span=limit if not post and not lead else max(limit, 500), post=post or None)
+                                       span=limit if lead is None and set(post) <= {"at"} else max(limit, 500),
+                                       post=post or None)
         return Page(tuple(_from_doc(d) for d in docs), next_cursor)
 
     def _seq_before(self, clinic: ObjectId, until: datetime) -> int:

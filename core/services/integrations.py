@@ -29,6 +29,7 @@ from core.domain import (
 from core.errors import StudioError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.base import Page
 from core.services.imports import ImportService, Upload
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,9 @@ class IntegrationService:
         actor.require(Permission.ADMIN)
         self._infra.integrations.set_enabled(actor.clinic_id, integration_id, enabled)
 
-    def unmatched(self, actor: Actor) -> list[SimulationImport]:
-        return self._imports.recent(actor, states=(ImportState.UNMATCHED,))
+    def unmatched(self, actor: Actor, *, limit: int = 20, cursor: str | None = None) -> Page[SimulationImport]:
+        """Imports waiting for a coordinator to name the patient, newest first (a page)."""
+        return self._imports.recent(actor, states=(ImportState.UNMATCHED,), limit=limit, cursor=cursor)
 
     # --- the scheduled job ---------------------------------------------------------------------------
     def sync_all(self) -> int:
