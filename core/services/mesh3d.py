@@ -1,0 +1,518 @@
+"""3D models of simulation versions: preparing them (a job), a stage as a Plotly figure, movement-map
+images for exports, and SUPERIMPOSITION versions made from the movement map.
+
+Where the models come from: a staged STL/PLY/OBJ import keeps every file as a SOURCE asset of its
+version (tags "source", "mesh"; details stage and arch); an iTero import keeps the jaw scans as SCAN
+assets of the version's scan (details jaw). The preparation job decimates them into MESH assets
+(`core.mesh3d`) and records a `MeshSet` whose id is the version's id. The page never reads the
+full-resolution files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from threading import Lock
+from typing import Any
+
+import numpy as np
+from bson import ObjectId
+
+from core.domain import (
+    CLINICAL_VIEWS,
+    AssetKind,
+    FrameRange,
+    ImagingAsset,
+    ImportSource,
+    MeshSet,
+    MeshStage,
+    Permission,
+    RenditionState,
+    SimulationType,
+    TreatmentSimulation,
+)
+from core.errors import ConflictError, NotFoundError, ServiceUnavailableError, StudioError, ValidationError
+from core.importing.limits import DEFAULT_LIMITS, ImportLimits
+from core.infra import Infrastructure
+from core.mesh3d import movement, pack
+from core.mesh3d.figure import Axes, stage_figure
+from core.permissions import Actor
+from core.queueing import enqueue, job_state
+from core.services.simulations import NewFrame, SimulationService
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, str], None]
+ARCHES = ("upper", "lower")
+MESH_TAG = "mesh"
+#: Frames of SUPERIMPOSITION versions are rendered at this size.
+FRAME_SIZE = (1920, 1080)
+_CACHE_ENTRIES = 96
+_LIVE = (RenditionState.QUEUED, RenditionState.RUNNING)
+
+
+def prepare_job_id(simulation_id: str) -> str:
+    return f"meshes-{simulation_id}"
+
+
+def superimposition_job_id(simulation_id: str, new_id: str) -> str:
+    return f"superimpose-{simulation_id}-{new_id}"
+
+
+def _derived_oid(*parts: str) -> ObjectId:
+    """A deterministic ObjectId, so a retried job rewrites the same asset records instead of adding more."""
+    return ObjectId(hashlib.sha256("/".join(parts).encode()).digest()[:12])
+
+
+def _no_progress(_percent: int, _step: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What the 3D viewer shows: the stage at `position` (0 = first) from a clinical camera preset,
+    plain or coloured by movement, optionally with the final stage as a translucent ghost."""
+
+    position: int = 0
+    view: str = "front"
+    movement: bool = False
+    ghost: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.position, bool) or not isinstance(self.position, int) or self.position < 0:
+            raise ValidationError(f"Stage position must be a whole number ≥ 0, got {self.position!r}.")
+        if self.view not in CLINICAL_VIEWS:
+            raise ValidationError(f"Unknown view {self.view!r}; choose one of {', '.join(CLINICAL_VIEWS)}.")
+
+
+@dataclass(frozen=True)
+class StageModels:
+    """One stage's decimated arches as stored, with its stage number and caption."""
+
+    stage: int
+    label: str
+    meshes: dict[str, pack.PackedMesh]
+
+
+class _PackedCache:
+    """Decoded MESH assets by content hash (immutable content: nothing to invalidate)."""
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._items: OrderedDict[str, pack.PackedMesh] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, sha256: str, load: Callable[[], bytes]) -> pack.PackedMesh:
+        with self._lock:
+            if sha256 in self._items:
+                self._items.move_to_end(sha256)
+                return self._items[sha256]
+        value = pack.decode(load())
+        with self._lock:
+            self._items[sha256] = value
+            while len(self._items) > self._entries:
+                self._items.popitem(last=False)
+        return value
+
+
+class Mesh3DService:
+    def __init__(self, infra: Infrastructure, simulations: SimulationService,
+                 limits: ImportLimits = DEFAULT_LIMITS) -> None:
+        self._infra = infra
+        self._simulations = simulations
+        self._limits = limits
+        self._packed = _PackedCache(_CACHE_ENTRIES)
+
+    # --- which versions have 3D models ---------------------------------------------------------------
+    @staticmethod
+    def offers_models(sim: TreatmentSimulation) -> bool:
+        """Cheap check (no query): the version may have 3D models (staged import, iTero scan, movement map)."""
+        return (sim.metadata.get("importSource") == ImportSource.STAGED_3D.value or bool(sim.scanId)
+                or bool(sim.metadata.get("movementOf")))
+
+    @staticmethod
+    def _owner(sim: TreatmentSimulation) -> str:
+        """The version whose models this one shows (a SUPERIMPOSITION version shows its source's)."""
+        return str(sim.metadata.get("movementOf") or sim.id)
+
+    def _sources(self, clinic_id: str, sim: TreatmentSimulation) -> dict[int, dict[str, ImagingAsset]]:
+        """{stage: {arch: full-resolution model asset}} of a version (empty when it has none)."""
+        stages: dict[int, dict[str, ImagingAsset]] = {}
+        for asset in self._infra.assets.list_for_simulation(clinic_id, sim.id, kinds=[AssetKind.SOURCE]):
+            arch, stage = asset.details.get("arch"), asset.details.get("stage")
+            if MESH_TAG in asset.tags and arch in ARCHES and isinstance(stage, int):
+                stages.setdefault(stage, {})[arch] = asset
+        if not stages and sim.scanId:  # iTero: the jaw scans recorded with the version's scan
+            scans = self._infra.assets.list_for_patient(clinic_id, sim.patientId, kinds=[AssetKind.SCAN])
+            jaws = {a.details.get("jaw"): a for a in scans
+                    if a.contentType == "model/stl" and a.details.get("scanId") == sim.scanId}
+            if jaws := {arch: asset for arch, asset in jaws.items() if arch in ARCHES}:
+                stages[0] = jaws
+        return dict(sorted(stages.items()))
+
+    # --- preparing (request, status, the job) ----------------------------------------------------------
+    def request(self, clinic_id: str, simulation_id: str) -> MeshSet | None:
+        """Record and queue the preparation of a version's models; None when it has no models.
+
+        Idempotent: an existing set is returned as it is (a PENDING one is queued again).
+        """
+        sim = self._infra.simulations.get(clinic_id, simulation_id)
+        existing = self._infra.mesh_sets.get(clinic_id, sim.id)
+        if existing is None:
+            if not self.offers_models(sim) or not self._sources(clinic_id, sim):
+                return None
+            existing = self._infra.mesh_sets.create(clinic_id, sim.id, patient_id=sim.patientId)
+        if existing.state is RenditionState.PENDING:
+            return self._enqueue_prepare(existing)
+        return existing
+
+    def _enqueue_prepare(self, record: MeshSet) -> MeshSet:
+        try:
+            enqueue(self._infra.redis, "meshes", "core.jobs.prepare_meshes", record.clinicId, record.id,
+                    job_id=prepare_job_id(record.id))
+        except ServiceUnavailableError:
+            log.warning("3D models of simulation %s left pending: Redis unreachable", record.id)
+            return record
+        self._infra.mesh_sets.set_state(record.clinicId, record.id, RenditionState.QUEUED, progress=0,
+                                        step="waiting for a worker")
+        return self._infra.mesh_sets.get(record.clinicId, record.id) or record
+
+    def status(self, actor: Actor, simulation_id: str) -> MeshSet | None:
+        """The version's 3D models as they are now (asking for them when they were never made);
+        None when the version has none. A job that died with its worker is queued again."""
+        sim = self._simulations.get(actor, simulation_id)
+        if not self.offers_models(sim):
+            return None
+        owner = self._owner(sim)
+        record = self._infra.mesh_sets.get(actor.clinic_id, owner)
+        if record is None or record.state is RenditionState.PENDING:
+            return self.request(actor.clinic_id, owner)
+        if record.state in _LIVE and job_state(self._infra.redis, prepare_job_id(owner)) in (None,
+                                                                                              RenditionState.FAILED):
+            # Gone from Redis or failed outside our own error handling (worker killed): start over.
+            self._infra.mesh_sets.set_state(actor.clinic_id, owner, RenditionState.PENDING, step="queued again")
+            return self.request(actor.clinic_id, owner)
+        return record
+
+    def retry(self, actor: Actor, simulation_id: str) -> MeshSet | None:
+        """Prepare a version's models again after a failure."""
+        actor.require(Permission.IMAGING_VIEW)
+        sim = self._simulations.get(actor, simulation_id)
+        owner = self._owner(sim)
+        record = self._infra.mesh_sets.get(actor.clinic_id, owner)
+        if record is not None and record.state is RenditionState.FAILED:
+            self._infra.mesh_sets.set_state(actor.clinic_id, owner, RenditionState.PENDING, step="queued again")
+        return self.request(actor.clinic_id, owner)
+
+    def reconcile(self, clinic_id: str) -> int:
+        """Queue preparations left PENDING (Redis was down when the import finished). Returns how many."""
+        pending = self._infra.mesh_sets.in_states(clinic_id, (RenditionState.PENDING,))
+        return sum(1 for record in pending if self._enqueue_prepare(record).state is RenditionState.QUEUED)
+
+    def prepare(self, clinic_id: str, simulation_id: str, progress: Progress = _no_progress) -> MeshSet:
+        """The job: decimate every stage of every arch, measure movement, store MESH assets (idempotent)."""
+        from core.importing.meshes import anatomical_axes, load_mesh
+        from core.mesh3d.decimate import ArchStage, decimate_arch
+
+        record = self._infra.mesh_sets.get(clinic_id, simulation_id)
+        if record is None:
+            raise NotFoundError(f"No 3D model set for simulation {simulation_id}.")
+        if record.state is RenditionState.READY:
+            return record
+        sim = self._infra.simulations.get(clinic_id, simulation_id)
+        self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.RUNNING, progress=0, step="reading models")
+        last_report = 0.0
+
+        def report(percent: int, step: str) -> None:
+            nonlocal last_report
+            progress(percent, step)
+            if time.monotonic() - last_report >= 1.0 or percent >= 100:
+                last_report = time.monotonic()
+                self._infra.mesh_sets.report(clinic_id, sim.id, percent, step)
+
+        try:
+            sources = self._sources(clinic_id, sim)
+            if not sources:
+                raise ValidationError("This version has no 3D models to show (its model files were not kept).")
+            stage_numbers = list(sources)
+            total = sum(len(arches) for arches in sources.values())
+            done = 0
+            decimated: dict[str, dict[int, ArchStage]] = {}
+            source_triangles: dict[str, int] = {}
+            for arch in ARCHES:
+                numbers = [s for s in stage_numbers if arch in sources[s]]
+                if not numbers:
+                    continue
+
+                def load(i: int, arch: str = arch, numbers: list[int] = numbers) -> Any:
+                    asset = sources[numbers[i]][arch]
+                    mesh = load_mesh(self._infra.store.get(asset.sha256),
+                                     name=f"The {arch} model of stage {numbers[i]}",
+                                     max_triangles=self._limits.max_mesh_triangles)
+                    source_triangles[arch] = max(source_triangles.get(arch, 0), mesh.triangle_count)
+                    return mesh
+
+                def step(_i: int, arch: str = arch) -> None:
+                    nonlocal done
+                    done += 1
+                    report(round(85 * done / total), f"decimating the {arch} arch ({done} of {total} models)")
+
+                stages = decimate_arch(load, len(numbers), progress=step)
+                decimated[arch] = dict(zip(numbers, stages, strict=True))
+            return self._store(clinic_id, sim, decimated, source_triangles=source_triangles,
+                               axes_of=anatomical_axes, report=report)
+        except StudioError as exc:  # the models themselves are unusable: say why; retrying would not help
+            self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.FAILED, step="failed", error=str(exc))
+            return self._infra.mesh_sets.get(clinic_id, sim.id) or record
+        except Exception as exc:
+            log.error("3D models of simulation %s failed (%s)", sim.id, type(exc).__name__)
+            self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.FAILED, step="failed",
+                                            error="Preparing the 3D view failed unexpectedly; try again.")
+            raise
+
+    def _store(self, clinic_id: str, sim: TreatmentSimulation, decimated: dict[str, dict[int, Any]], *,
+               source_triangles: dict[str, int], axes_of: Callable[[list[Any]], Any], report: Progress) -> MeshSet:
+        from core.importing.meshes import Mesh
+
+        frame = pack.QuantFrame.covering([s.vertices for stages in decimated.values() for s in stages.values()])
+        largest = max((float(s.movement.max()) for stages in decimated.values() for s in stages.values()),
+                      default=0.0)
+        first = {arch: next(iter(stages.values())) for arch, stages in decimated.items()}
+        right, anterior, up = axes_of([Mesh(s.vertices, s.faces) for s in first.values()])
+        docs: list[dict[str, Any]] = []
+        stages: dict[int, dict[str, str]] = {}
+        count = sum(len(s) for s in decimated.values())
+        for arch, per_stage in decimated.items():
+            for stage, decimated_stage in per_stage.items():
+                packed = pack.PackedMesh.build(decimated_stage.vertices, decimated_stage.faces, frame,
+                                               decimated_stage.movement)
+                blob = self._infra.store.put(pack.encode(packed))
+                doc = self._infra.assets.new_document(
+                    clinic_id, patient_id=sim.patientId, kind=AssetKind.MESH, content_type=pack.CONTENT_TYPE,
+                    size=blob.size, sha256=blob.sha256, created_by=sim.createdBy,
+                    label=f"3D {arch} arch · stage {stage}", simulation_id=sim.id, tags=("mesh3d", arch),
+                    asset_id=_derived_oid(sim.id, "mesh3d", arch, str(stage)),
+                    details={"stage": stage, "arch": arch, "triangles": packed.triangle_count,
+                             "vertices": packed.vertex_count, "shared": bool(decimated_stage.shared)})
+                docs.append(doc)
+                stages.setdefault(stage, {})[arch] = str(doc["_id"])
+                report(85 + round(14 * len(docs) / count), f"storing 3D model {len(docs)} of {count}")
+        self._infra.assets.upsert_many(clinic_id, docs)
+        return self._infra.mesh_sets.complete(
+            clinic_id, sim.id, stages=[MeshStage(s, arches) for s, arches in sorted(stages.items())],
+            max_movement=round(largest, 4),
+            shared=all(s.shared for per_stage in decimated.values() for s in per_stage.values()),
+            triangles={arch: max(s.triangle_count for s in per_stage.values())
+                       for arch, per_stage in decimated.items()},
+            source_triangles=source_triangles,
+            axes={"right": tuple(map(float, right)), "anterior": tuple(map(float, anterior)),
+                  "up": tuple(map(float, up))})
+
+    # --- viewing ---------------------------------------------------------------------------------------
+    def ready_set(self, actor: Actor, simulation_id: str) -> tuple[TreatmentSimulation, MeshSet]:
+        """The version (permission and approval checked) and its prepared models."""
+        sim = self._simulations.get(actor, simulation_id)
+        record = self._infra.mesh_sets.get(actor.clinic_id, self._owner(sim)) if self.offers_models(sim) else None
+        if record is None:
+            raise NotFoundError("This version has no 3D models.")
+        if record.state is not RenditionState.READY or not record.stages:
+            raise ConflictError("The 3D view of this version is still being prepared.")
+        return sim, record
+
+    def stage_models(self, actor: Actor, simulation_id: str, position: int) -> StageModels:
+        """The decimated arches of the stage at `position` (0 = first stage of the model set)."""
+        _, record = self.ready_set(actor, simulation_id)
+        return self._stage(actor.clinic_id, record, position)
+
+    def _stage(self, clinic_id: str, record: MeshSet, position: int) -> StageModels:
+        if not 0 <= position < len(record.stages):
+            raise ValidationError(f"Stage position {position} does not exist; this model has positions "
+                                  f"0–{len(record.stages) - 1}.")
+        entry = record.stages[position]
+        assets = self._infra.assets.get_many(clinic_id, set(entry.arches.values()))
+        meshes = {arch: self._packed.get(assets[asset_id].sha256,
+                                         lambda sha=assets[asset_id].sha256: self._infra.store.get(sha))
+                  for arch, asset_id in entry.arches.items()}
+        last = record.stages[-1].stage
+        return StageModels(entry.stage, f"Stage {entry.stage} of {last}", meshes)
+
+    def figure(self, actor: Actor, simulation_id: str, view: ModelView) -> tuple[Any, StageModels]:
+        """The Plotly figure of a stage as `view` asks, and the stage it shows."""
+        sim, record = self.ready_set(actor, simulation_id)
+        shown = self._stage(actor.clinic_id, record, view.position)
+        last = len(record.stages) - 1
+        ghost = self._stage(actor.clinic_id, record, last).meshes if view.ghost and view.position != last else None
+        vmax = movement.scale_max(record.maxMovement) if view.movement else None
+        figure = stage_figure(shown.meshes, view=view.view, axes=self._axes(record), movement_max=vmax, ghost=ghost,
+                              revision=f"mesh3d-{sim.id}")
+        return figure, shown
+
+    @staticmethod
+    def _axes(record: MeshSet) -> Axes:
+        if {"right", "anterior", "up"} <= set(record.axes):
+            return Axes(record.axes["right"], record.axes["anterior"], record.axes["up"])
+        return Axes()
+
+    # --- movement-map images (exports run them in a worker) -----------------------------------------
+    def image_range(self, actor: Actor, sim: TreatmentSimulation, view: str, stage: int | None) -> FrameRange:
+        """Check a movement-map image request; the version's frame indexes of the stages it shows."""
+        if view not in CLINICAL_VIEWS:
+            raise ValidationError(f"Unknown view {view!r}; choose one of {', '.join(CLINICAL_VIEWS)}.")
+        _, record = self.ready_set(actor, sim.id)
+        numbers = record.stage_numbers
+        if stage is not None and stage not in numbers:
+            raise ValidationError(f"Stage {stage} is not in the 3D model; it has stages {numbers[0]}–{numbers[-1]}.")
+        shown = {numbers[0], numbers[-1] if stage is None else stage}
+        indexes = [f.index for f in sim.frames if f.stage in shown] or [0]
+        return FrameRange(min(indexes), max(indexes))
+
+    def movement_image(self, actor: Actor, sim: TreatmentSimulation, *, view: str, stage: int | None, compare: bool,
+                       size: tuple[int, int]) -> tuple[np.ndarray, str]:
+        """(RGB image, stage caption) of the movement map at `stage` (default: final) from a clinical view,
+        with its colour legend; `compare` puts the first stage beside it (a before/after comparison).
+        Renders offscreen with VTK: call it from a worker, not from the page."""
+        from core.imaging.compose import ComparisonSpec, compose, panel_boxes
+
+        _, record = self.ready_set(actor, sim.id)
+        numbers = record.stage_numbers
+        position = len(numbers) - 1 if stage is None else numbers.index(stage)
+        first, shown = self._stage(actor.clinic_id, record, 0), self._stage(actor.clinic_id, record, position)
+        vmax = movement.scale_max(record.maxMovement)
+        caption = f"{shown.label} · movement"
+        if not compare:
+            return self._render_movement(first, shown, view, size, vmax), caption
+        spec = ComparisonSpec(layout="side_by_side", labels=(f"Stage {first.stage} (start)", caption),
+                              title="Tooth movement", gap=12)
+        boxes = panel_boxes(2, spec, size)
+        cell = (boxes[1][2] - boxes[1][0], boxes[1][3] - boxes[1][1])
+        before = self._render_movement(first, first, view, cell, None)
+        after = self._render_movement(first, shown, view, cell, vmax)
+        return compose([before, after], spec, size), caption
+
+    @staticmethod
+    def _meshes(models: StageModels) -> dict[str, Any]:
+        from core.importing.meshes import Mesh
+
+        return {arch: Mesh(p.vertices_mm(), p.faces.astype(np.int32)) for arch, p in models.meshes.items()}
+
+    def _render_movement(self, first: StageModels, shown: StageModels, view: str, size: tuple[int, int],
+                         vmax: float | None, *, ghost: bool = False) -> np.ndarray:
+        """One view of `shown`, coloured by movement on 0..vmax with a legend (plain enamel when vmax is None)."""
+        from core.imaging.legend import draw_legend, legend_box
+        from core.importing.meshes import RenderSpec, StageRenderer
+
+        width, height = size
+        values = movement.ticks(vmax) if vmax is not None else []
+        labels = [f"{v:g}" for v in values]
+        # Leave the legend its own strip on the right: the background is a vertical gradient, so
+        # widening the render by repeating its last column is seamless.
+        reserve = width - legend_box(width, height, movement.LEGEND_TITLE, labels)[0] if vmax is not None else 0
+        inner = max(16, width - reserve)
+        meshes = self._meshes(shown)
+        colors = None
+        if vmax is not None:
+            colors = {arch: movement.colors(p.movement_mm() if p.movement_um is not None else
+                                            np.zeros(p.vertex_count, np.float32), vmax)
+                      for arch, p in shown.meshes.items()}
+        ssaa = 2 if width * height <= 2560 * 1440 else 1
+        with StageRenderer(RenderSpec(width=inner, height=height, views=(view,), ssaa=ssaa),
+                           self._meshes(first)) as renderer:
+            rgb = renderer.render(meshes, colors=colors, ghosts=self._meshes(first) if ghost else None)[view]
+        if reserve:
+            rgb = np.concatenate([rgb, np.repeat(rgb[:, -1:], reserve, axis=1)], axis=1)
+        if vmax is None:
+            return rgb
+        scale = movement.colors(np.linspace(0, vmax, 64), vmax)
+        return draw_legend(rgb, scale, values, title=movement.LEGEND_TITLE)
+
+    # --- SUPERIMPOSITION versions ------------------------------------------------------------------------
+    def request_superimposition(self, actor: Actor, simulation_id: str) -> MeshSet:
+        """Queue a SUPERIMPOSITION version: every stage coloured by movement over the first stage."""
+        actor.require(Permission.IMAGING_CAPTURE)
+        sim, record = self.ready_set(actor, simulation_id)
+        if record.id != sim.id:
+            raise ValidationError("This version already is a movement map; open the version it was made from.")
+        if len(record.stages) < 2:
+            raise ValidationError("A movement map needs at least two stages; this model has one.")
+        if record.superimposition in _LIVE:
+            return record
+        new_id = str(ObjectId())
+        try:
+            enqueue(self._infra.redis, "superimposition", "core.jobs.make_superimposition", actor.clinic_id, sim.id,
+                    actor.id, new_id, job_id=superimposition_job_id(sim.id, new_id))
+        except ServiceUnavailableError:
+            raise ServiceUnavailableError("The job queue is not reachable right now; try again in a minute.") from None
+        self._infra.mesh_sets.set_superimposition(actor.clinic_id, sim.id, RenditionState.QUEUED, simulation=new_id)
+        self._infra.audit.append(actor.clinic_id, action="simulation.superimposition_requested", user_id=actor.id,
+                                 role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
+                                 details={"version": sim.version})
+        found = self._infra.mesh_sets.get(actor.clinic_id, sim.id)
+        assert found is not None
+        return found
+
+    def superimposition_status(self, actor: Actor, simulation_id: str) -> MeshSet | None:
+        """The model set with the state of its SUPERIMPOSITION request (a dead job shows as FAILED)."""
+        sim = self._simulations.get(actor, simulation_id)
+        record = self._infra.mesh_sets.get(actor.clinic_id, sim.id)
+        if record is None or record.superimposition not in _LIVE or not record.superimpositionId:
+            return record
+        state = job_state(self._infra.redis, superimposition_job_id(sim.id, record.superimpositionId))
+        if state in (None, RenditionState.FAILED):
+            self._infra.mesh_sets.set_superimposition(
+                actor.clinic_id, sim.id, RenditionState.FAILED, simulation=record.superimpositionId,
+                error=record.superimpositionError or "Making the movement-map version stopped; try again.")
+            return self._infra.mesh_sets.get(actor.clinic_id, sim.id)
+        return record
+
+    def make_superimposition(self, clinic_id: str, simulation_id: str, user_id: str, new_id: str,
+                             progress: Progress = _no_progress) -> TreatmentSimulation | None:
+        """The job: render every stage × view as a movement map over the first stage and save them as a new
+        SUPERIMPOSITION version (id `new_id`, so a retried job finds what its first run saved). None when
+        the request was refused (the reason is recorded on the model set)."""
+        from core.imaging import encode_png
+
+        try:
+            existing = self._infra.simulations.get(clinic_id, new_id)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.READY, simulation=new_id)
+            return existing
+        self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.RUNNING, simulation=new_id)
+        try:
+            actor = Actor(self._infra.users.get(clinic_id, user_id))
+            actor.require(Permission.IMAGING_CAPTURE)  # revoked since the request: refuse in the worker too
+            sim, record = self.ready_set(actor, simulation_id)
+            views = tuple(v for v in sim.views if v in CLINICAL_VIEWS) or ("front",)
+            vmax = movement.scale_max(record.maxMovement)
+            first = self._stage(clinic_id, record, 0)
+            frames: list[NewFrame] = []
+            for position in range(len(record.stages)):
+                shown = self._stage(clinic_id, record, position)
+                for view in views:
+                    rgb = self._render_movement(first, shown, view, FRAME_SIZE, vmax, ghost=position > 0)
+                    frames.append(NewFrame(shown.stage, view, encode_png(rgb, compression=1),
+                                           f"Stage {shown.stage} · movement"))
+                progress(round(90 * (position + 1) / len(record.stages)),
+                         f"rendered stage {position + 1} of {len(record.stages)}")
+            new = self._simulations.create_version(
+                actor, patient_id=sim.patientId, treatment_id=sim.treatmentId,
+                simulation_type=SimulationType.SUPERIMPOSITION, name=f"{sim.name} · tooth movement", frames=frames,
+                metadata={"movementOf": sim.id, "movementOfVersion": sim.version, "movementScaleMm": vmax},
+                source_system="Movement map", source_id=sim.id, simulation_id=new_id)
+        except StudioError as exc:  # e.g. the requester lost the permission: say why, do not retry
+            self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.FAILED,
+                                                      simulation=new_id, error=str(exc))
+            return None
+        except Exception as exc:
+            log.error("movement-map version of simulation %s failed (%s)", simulation_id, type(exc).__name__)
+            self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.FAILED,
+                                                      simulation=new_id,
+                                                      error="Making the movement-map version failed; try again.")
+            raise
+        self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.READY, simulation=new.id)
+        return new
+
