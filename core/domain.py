@@ -494,6 +494,8 @@ class MeshSet:
     triangles: dict[str, int] = field(default_factory=dict)  # per arch, the largest decimated stage
     sourceTriangles: dict[str, int] = field(default_factory=dict)  # per arch, the largest source model
     axes: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # right/anterior/up of the model
+    #: per arch, (x0, y0, z0, x1, y1, z1) over every stage in the stored grid units: a camera that does not jump
+    bounds: dict[str, tuple[int, ...]] = field(default_factory=dict)
     progress: int = 0
     step: str = ""
     error: str | None = None

@@ -182,7 +182,20 @@ def test_the_figure_carries_the_stage_as_typed_arrays(decimated) -> None:
     np.testing.assert_array_equal(decode_typed_array(trace["x"]), stage["upper"].quantized[:, 0])
     np.testing.assert_array_equal(decode_typed_array(trace["k"]), stage["upper"].faces[:, 2])
     assert "intensity" not in trace
-    assert spec["layout"]["scene"]["aspectmode"] == "data"
+
+
+def test_the_scene_box_comes_from_the_sets_bounds_so_stages_do_not_jump(decimated) -> None:
+    first, last = _packed_stage(decimated, 0)["upper"], _packed_stage(decimated, 3)["upper"]
+    both = np.concatenate([first.quantized, last.quantized])
+    bounds = {"upper": (*both.min(axis=0).tolist(), *both.max(axis=0).tolist())}
+    scenes = [stage_figure({"upper": mesh}, bounds=bounds).layout.scene for mesh in (first, last)]
+    assert scenes[0].xaxis.range == scenes[1].xaxis.range and scenes[0].aspectratio == scenes[1].aspectratio
+    scene = scenes[0]
+    assert scene.aspectmode == "manual" and scene.camera.projection.type == "orthographic"
+    extents = [scene[axis].range[1] - scene[axis].range[0] for axis in ("xaxis", "yaxis", "zaxis")]
+    ratio = scene.aspectratio
+    assert ratio.x / ratio.y == pytest.approx(extents[0] / extents[1])  # true proportions, never stretched
+    assert scene.xaxis.range[0] < bounds["upper"][0] and scene.xaxis.range[1] > bounds["upper"][3]
 
 
 def test_movement_mode_colours_by_micrometres_with_a_millimetre_legend(decimated) -> None:

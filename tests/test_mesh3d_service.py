@@ -65,6 +65,7 @@ def _translated(triangles: int = 30_000) -> list[dict[str, Mesh]]:
     return [{"lower": lower}, {"lower": Mesh(lower.vertices + SHIFT, lower.faces)}]
 
 
+@pytest.mark.worker
 def test_an_imported_staged_set_is_decimated_by_the_worker_within_the_budget(services, world, infra, worker):
     sim_id = _import_staged(services, world, _treatment(3, 60_000))
     record = wait_until(lambda: (r := services.meshes.status(world.actor(), sim_id)) and
@@ -220,6 +221,7 @@ def test_a_3d_image_export_needs_a_3d_model_and_a_real_stage(services, world):
         RenderRequest(ExportType.SNAPSHOT)
 
 
+@pytest.mark.worker
 def test_a_superimposition_version_is_made_by_the_worker_from_the_movement_map(services, world, infra, worker):
     sim_id = _import_staged(services, world, _translated(20_000))
     services.meshes.prepare(world.clinic.id, sim_id)

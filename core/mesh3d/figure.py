@@ -1,6 +1,10 @@
 """The Plotly figure of one stage: upper and lower arch as `Mesh3d`, optionally coloured by movement,
 optionally with the final stage as a translucent ghost, seen from a clinical camera preset.
 
+The camera is orthographic (Plotly's perspective is a wide 45° lens that bulges the near side of an
+arch; clinical views are taken with long lenses) and the scene box is fixed from the model set's
+bounds over every stage, so playing the stages never moves or rescales the view.
+
 Vertices go to the browser as the stored uint16 grid coordinates (one isotropic step on every axis,
 so the scene keeps its proportions) and triangles as uint16/uint32: Plotly serialises numpy arrays
 as base64 typed arrays, so a stage of two 40k-triangle arches is about 1 MB of JSON.
@@ -25,8 +29,12 @@ TOOTH_COLOR: Final = "rgb(240,235,220)"
 GHOST_COLOR: Final = "rgb(158,199,242)"
 GHOST_OPACITY: Final = 0.25
 BACKGROUND: Final = "rgb(47,55,66)"
-#: Camera distance from the scene's centre, in Plotly's normalised scene units.
-_EYE_DISTANCE: Final = 1.55
+#: Camera distance from the scene's centre, in Plotly's normalised scene units (orthographic: only a direction).
+_EYE_DISTANCE: Final = 2.0
+#: How much of the plot the model fills: Plotly's orthographic zoom is the scene box's aspect ratio.
+_FILL: Final = 2.5
+#: Width / height of the plot the fill is tuned for (a 560 px high chart in a wide column).
+_PLOT_ASPECT: Final = 1.6
 #: Which arches each clinical view shows (occlusal views show their own arch only, like the photographs).
 VIEW_ARCHES: Final[dict[str, tuple[str, ...]]] = {"front": ARCH_ORDER, "left": ARCH_ORDER, "right": ARCH_ORDER,
                                                   "upper": ("upper",), "lower": ("lower",)}
@@ -52,18 +60,39 @@ def camera(view: str, axes: Axes = Axes()) -> dict[str, Any]:
                           "upper": (-up, anterior), "lower": (up, -anterior)}[view]
     eye = towards * _EYE_DISTANCE
     return {"eye": _xyz(eye), "up": _xyz(screen_up), "center": {"x": 0, "y": 0, "z": 0},
-            "projection": {"type": "perspective"}}
+            "projection": {"type": "orthographic"}}
 
 
 def _xyz(vector: np.ndarray) -> dict[str, float]:
     return {"x": round(float(vector[0]), 4), "y": round(float(vector[1]), 4), "z": round(float(vector[2]), 4)}
 
 
+def _scene_box(view: str, boxes: list[np.ndarray], axes: Axes) -> dict[str, Any]:
+    """Fixed axis ranges around `boxes` ((6,) x0 y0 z0 x1 y1 z1 each) and the aspect ratio that makes the
+    orthographic camera fill the plot from `view`."""
+    low = np.min([b[:3] for b in boxes], axis=0).astype(np.float64)
+    high = np.max([b[3:] for b in boxes], axis=0).astype(np.float64)
+    pad = 0.03 * float((high - low).max())
+    low, high = low - pad, high + pad
+    extent = high - low
+    relative = extent / extent.max()
+    right, anterior, up = (np.abs(np.asarray(v, np.float64)) for v in (axes.right, axes.anterior, axes.up))
+    across, upward = {"front": (right, up), "left": (anterior, up), "right": (anterior, up),
+                      "upper": (right, anterior), "lower": (right, anterior)}[view]
+    needed = max(float(across @ relative), float(upward @ relative) * _PLOT_ASPECT)
+    ratio = relative * _FILL / max(needed, 1e-6)
+    return {"aspectmode": "manual", "aspectratio": {"x": float(ratio[0]), "y": float(ratio[1]), "z": float(ratio[2])},
+            **{axis: {"range": [float(low[i]), float(high[i])], "autorange": False}
+               for i, axis in enumerate(("xaxis", "yaxis", "zaxis"))}}
+
+
 def stage_figure(stage: Mapping[str, PackedMesh], *, view: str = "front", axes: Axes = Axes(),
                  movement_max: float | None = None, ghost: Mapping[str, PackedMesh] | None = None,
-                 height: int = 560, revision: str = "mesh3d") -> go.Figure:
+                 bounds: Mapping[str, tuple[int, ...]] | None = None, height: int = 560,
+                 revision: str = "mesh3d") -> go.Figure:
     """The figure of one stage. `movement_max` (mm) colours the arches by movement on a 0..max scale with a
-    legend; `ghost` draws those meshes (the final stage) translucent over the stage."""
+    legend; `ghost` draws those meshes (the final stage) translucent over the stage; `bounds` (per arch, over
+    every stage, grid units) fix the scene box so the view holds still from stage to stage."""
     if not stage:
         raise ValidationError("This stage has no arch to show.")
     arches = [arch for arch in ARCH_ORDER if arch in stage and arch in VIEW_ARCHES[view]]
@@ -75,6 +104,10 @@ def stage_figure(stage: Mapping[str, PackedMesh], *, view: str = "front", axes: 
     for arch in arches:
         if ghost and arch in ghost:
             traces.append(_ghost_trace(ghost[arch], arch))
+    boxes = [np.asarray(bounds[arch]) for arch in arches if bounds and arch in bounds]
+    if len(boxes) != len(arches):  # no stored bounds: this stage's own
+        boxes = [np.concatenate([stage[a].quantized.min(axis=0), stage[a].quantized.max(axis=0)]) for a in arches]
+    box = _scene_box(view, boxes, axes)
     layout = {
         "height": height,
         "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
@@ -82,11 +115,14 @@ def stage_figure(stage: Mapping[str, PackedMesh], *, view: str = "front", axes: 
         "showlegend": False,
         "uirevision": revision,
         "scene": {
-            "aspectmode": "data",
+            # the colour legend gets its own strip on the right instead of covering the model
+            "domain": {"x": [0.0, 0.86] if movement_max is not None else [0.0, 1.0], "y": [0.0, 1.0]},
+            "aspectmode": box["aspectmode"],
+            "aspectratio": box["aspectratio"],
             "bgcolor": BACKGROUND,
             "dragmode": "orbit",
             "camera": camera(view, axes),
-            **{axis: {"visible": False, "showspikes": False} for axis in ("xaxis", "yaxis", "zaxis")},
+            **{axis: {**box[axis], "visible": False, "showspikes": False} for axis in ("xaxis", "yaxis", "zaxis")},
         },
     }
     return go.Figure(data=traces, layout=layout)
@@ -102,8 +138,7 @@ def _coordinates(mesh: PackedMesh) -> dict[str, np.ndarray]:
 
 
 def _arch_trace(mesh: PackedMesh, arch: str, *, movement_max: float | None, legend: bool) -> go.Mesh3d:
-    common = {"name": f"{arch} arch", "flatshading": False, "lighting": _LIGHTING,
-              "lightposition": {"x": 1000, "y": 3000, "z": 8000}, **_coordinates(mesh)}
+    common = {"name": f"{arch} arch", "flatshading": False, "lighting": _LIGHTING, **_coordinates(mesh)}
     if movement_max is None or mesh.movement_um is None:
         return go.Mesh3d(color=TOOTH_COLOR, hoverinfo="skip", **common)
     top = round(movement_max * 1000)

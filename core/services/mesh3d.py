@@ -284,11 +284,16 @@ class Mesh3DService:
         right, anterior, up = axes_of([Mesh(s.vertices, s.faces) for s in first.values()])
         docs: list[dict[str, Any]] = []
         stages: dict[int, dict[str, str]] = {}
+        bounds: dict[str, tuple[int, ...]] = {}
         count = sum(len(s) for s in decimated.values())
         for arch, per_stage in decimated.items():
             for stage, decimated_stage in per_stage.items():
                 packed = pack.PackedMesh.build(decimated_stage.vertices, decimated_stage.faces, frame,
                                                decimated_stage.movement)
+                low, high = packed.quantized.min(axis=0), packed.quantized.max(axis=0)
+                if arch in bounds:
+                    low, high = np.minimum(low, bounds[arch][:3]), np.maximum(high, bounds[arch][3:])
+                bounds[arch] = tuple(int(v) for v in (*low, *high))
                 blob = self._infra.store.put(pack.encode(packed))
                 doc = self._infra.assets.new_document(
                     clinic_id, patient_id=sim.patientId, kind=AssetKind.MESH, content_type=pack.CONTENT_TYPE,
@@ -309,7 +314,7 @@ class Mesh3DService:
                        for arch, per_stage in decimated.items()},
             source_triangles=source_triangles,
             axes={"right": tuple(map(float, right)), "anterior": tuple(map(float, anterior)),
-                  "up": tuple(map(float, up))})
+                  "up": tuple(map(float, up))}, bounds=bounds)
 
     # --- viewing ---------------------------------------------------------------------------------------
     def ready_set(self, actor: Actor, simulation_id: str) -> tuple[TreatmentSimulation, MeshSet]:
@@ -347,7 +352,7 @@ class Mesh3DService:
         ghost = self._stage(actor.clinic_id, record, last).meshes if view.ghost and view.position != last else None
         vmax = movement.scale_max(record.maxMovement) if view.movement else None
         figure = stage_figure(shown.meshes, view=view.view, axes=self._axes(record), movement_max=vmax, ghost=ghost,
-                              revision=f"mesh3d-{sim.id}")
+                              bounds=record.bounds, revision=f"mesh3d-{sim.id}")
         return figure, shown
 
     @staticmethod
