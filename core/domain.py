@@ -496,6 +496,8 @@ class MeshSet:
     axes: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # right/anterior/up of the model
     #: per arch, (x0, y0, z0, x1, y1, z1) over every stage in the stored grid units: a camera that does not jump
     bounds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: per arch, a lighter MESH asset of the final stage for the translucent ghost overlay
+    ghost: dict[str, str] = field(default_factory=dict)
     progress: int = 0
     step: str = ""
     error: str | None = None

@@ -24,7 +24,7 @@ from core.importing.meshes import Mesh
 #: Triangles per arch and stage sent to the browser.
 TARGET_TRIANGLES: Final = 40_000
 #: Positions of same-topology stages held at once while decimating (the rest waits for the next round).
-GROUP_BUDGET_BYTES: Final = 256 * 2**20
+GROUP_BUDGET_BYTES: Final = 128 * 2**20
 
 
 def canonical(mesh: Mesh) -> Mesh:

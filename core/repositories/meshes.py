@@ -27,6 +27,7 @@ def _from_doc(doc: dict[str, Any]) -> MeshSet:
         sourceTriangles={k: int(v) for k, v in (doc.get("sourceTriangles") or {}).items()},
         axes={k: (float(v[0]), float(v[1]), float(v[2])) for k, v in (doc.get("axes") or {}).items()},
         bounds={k: tuple(int(x) for x in v) for k, v in (doc.get("bounds") or {}).items()},
+        ghost={k: str(v) for k, v in (doc.get("ghost") or {}).items()},
         progress=int(doc.get("progress", 0)),
         step=doc.get("step", ""),
         error=doc.get("error"),
@@ -83,12 +84,13 @@ class MeshSetRepository(Repository):
 
     def complete(self, clinic_id: str, simulation_id: str, *, stages: list[MeshStage], max_movement: float,
                  shared: bool, triangles: dict[str, int], source_triangles: dict[str, int],
-                 axes: dict[str, tuple[float, float, float]], bounds: dict[str, tuple[int, ...]]) -> MeshSet:
+                 axes: dict[str, tuple[float, float, float]], bounds: dict[str, tuple[int, ...]],
+                 ghost: dict[str, str]) -> MeshSet:
         values = {"state": RenditionState.READY.value, "progress": 100, "step": "ready", "error": None,
                   "stages": [{"stage": s.stage, "arches": {a: to_oid(i) for a, i in s.arches.items()}} for s in stages],
                   "maxMovement": max_movement, "shared": shared, "triangles": triangles,
                   "sourceTriangles": source_triangles, "axes": {k: list(v) for k, v in axes.items()},
-                  "bounds": {k: list(v) for k, v in bounds.items()},
+                  "bounds": {k: list(v) for k, v in bounds.items()}, "ghost": {k: to_oid(v) for k, v in ghost.items()},
                   "updatedAt": utcnow()}
         self._col.update_one(self._key(clinic_id, simulation_id), {"$set": values})
         found = self.get(clinic_id, simulation_id)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, str], None]
 ARCHES = ("upper", "lower")
 MESH_TAG = "mesh"
+#: The translucent final-stage overlay needs far less detail than the stage itself.
+GHOST_TRIANGLES = 10_000
 #: Frames of SUPERIMPOSITION versions are rendered at this size.
 FRAME_SIZE = (1920, 1080)
 _CACHE_ENTRIES = 96
@@ -208,9 +210,16 @@ class Mesh3DService:
         return self.request(actor.clinic_id, owner)
 
     def reconcile(self, clinic_id: str) -> int:
-        """Queue preparations left PENDING (Redis was down when the import finished). Returns how many."""
-        pending = self._infra.mesh_sets.in_states(clinic_id, (RenditionState.PENDING,))
-        return sum(1 for record in pending if self._enqueue_prepare(record).state is RenditionState.QUEUED)
+        """Queue preparations left PENDING (Redis was down when the import finished) or whose job is gone
+        (its worker was killed). Returns how many were queued."""
+        queued = 0
+        for record in self._infra.mesh_sets.in_states(clinic_id, (RenditionState.PENDING, *_LIVE)):
+            if record.state in _LIVE:
+                if job_state(self._infra.redis, prepare_job_id(record.id)) not in (None, RenditionState.FAILED):
+                    continue  # still queued or running
+                self._infra.mesh_sets.set_state(clinic_id, record.id, RenditionState.PENDING, step="queued again")
+            queued += self._enqueue_prepare(record).state is RenditionState.QUEUED
+        return queued
 
     def prepare(self, clinic_id: str, simulation_id: str, progress: Progress = _no_progress) -> MeshSet:
         """The job: decimate every stage of every arch, measure movement, store MESH assets (idempotent)."""
@@ -276,6 +285,7 @@ class Mesh3DService:
     def _store(self, clinic_id: str, sim: TreatmentSimulation, decimated: dict[str, dict[int, Any]], *,
                source_triangles: dict[str, int], axes_of: Callable[[list[Any]], Any], report: Progress) -> MeshSet:
         from core.importing.meshes import Mesh
+        from core.mesh3d.decimate import decimate
 
         frame = pack.QuantFrame.covering([s.vertices for stages in decimated.values() for s in stages.values()])
         largest = max((float(s.movement.max()) for stages in decimated.values() for s in stages.values()),
@@ -285,7 +295,20 @@ class Mesh3DService:
         docs: list[dict[str, Any]] = []
         stages: dict[int, dict[str, str]] = {}
         bounds: dict[str, tuple[int, ...]] = {}
+        ghost: dict[str, str] = {}
+
+        def mesh_document(packed: pack.PackedMesh, arch: str, label: str, key: str, *tags: str,
+                          **details: Any) -> dict[str, Any]:
+            blob = self._infra.store.put(pack.encode(packed))
+            return self._infra.assets.new_document(
+                clinic_id, patient_id=sim.patientId, kind=AssetKind.MESH, content_type=pack.CONTENT_TYPE,
+                size=blob.size, sha256=blob.sha256, created_by=sim.createdBy, label=label, simulation_id=sim.id,
+                tags=("mesh3d", arch, *tags), asset_id=_derived_oid(sim.id, key, arch),
+                details={"arch": arch, "triangles": packed.triangle_count, "vertices": packed.vertex_count,
+                         **details})
+
         count = sum(len(s) for s in decimated.values())
+        stored = 0
         for arch, per_stage in decimated.items():
             for stage, decimated_stage in per_stage.items():
                 packed = pack.PackedMesh.build(decimated_stage.vertices, decimated_stage.faces, frame,
@@ -294,17 +317,20 @@ class Mesh3DService:
                 if arch in bounds:
                     low, high = np.minimum(low, bounds[arch][:3]), np.maximum(high, bounds[arch][3:])
                 bounds[arch] = tuple(int(v) for v in (*low, *high))
-                blob = self._infra.store.put(pack.encode(packed))
-                doc = self._infra.assets.new_document(
-                    clinic_id, patient_id=sim.patientId, kind=AssetKind.MESH, content_type=pack.CONTENT_TYPE,
-                    size=blob.size, sha256=blob.sha256, created_by=sim.createdBy,
-                    label=f"3D {arch} arch · stage {stage}", simulation_id=sim.id, tags=("mesh3d", arch),
-                    asset_id=_derived_oid(sim.id, "mesh3d", arch, str(stage)),
-                    details={"stage": stage, "arch": arch, "triangles": packed.triangle_count,
-                             "vertices": packed.vertex_count, "shared": bool(decimated_stage.shared)})
+                doc = mesh_document(packed, arch, f"3D {arch} arch · stage {stage}", f"mesh3d/{stage}", stage=stage,
+                                    shared=bool(decimated_stage.shared))
                 docs.append(doc)
                 stages.setdefault(stage, {})[arch] = str(doc["_id"])
-                report(85 + round(14 * len(docs) / count), f"storing 3D model {len(docs)} of {count}")
+                stored += 1
+                report(85 + round(14 * stored / count), f"storing 3D model {stored} of {count}")
+            if len(per_stage) > 1:
+                final = per_stage[max(per_stage)]
+                light = decimate(Mesh(final.vertices, final.faces), GHOST_TRIANGLES)
+                doc = mesh_document(pack.PackedMesh.build(light.vertices, light.faces, frame), arch,
+                                    f"3D {arch} arch · final stage overlay", "mesh3d/ghost", "ghost",
+                                    stage=max(per_stage))
+                docs.append(doc)
+                ghost[arch] = str(doc["_id"])
         self._infra.assets.upsert_many(clinic_id, docs)
         return self._infra.mesh_sets.complete(
             clinic_id, sim.id, stages=[MeshStage(s, arches) for s, arches in sorted(stages.items())],
@@ -314,7 +340,7 @@ class Mesh3DService:
                        for arch, per_stage in decimated.items()},
             source_triangles=source_triangles,
             axes={"right": tuple(map(float, right)), "anterior": tuple(map(float, anterior)),
-                  "up": tuple(map(float, up))}, bounds=bounds)
+                  "up": tuple(map(float, up))}, bounds=bounds, ghost=ghost)
 
     # --- viewing ---------------------------------------------------------------------------------------
     def ready_set(self, actor: Actor, simulation_id: str) -> tuple[TreatmentSimulation, MeshSet]:
@@ -349,11 +375,20 @@ class Mesh3DService:
         sim, record = self.ready_set(actor, simulation_id)
         shown = self._stage(actor.clinic_id, record, view.position)
         last = len(record.stages) - 1
-        ghost = self._stage(actor.clinic_id, record, last).meshes if view.ghost and view.position != last else None
+        ghost = None
+        if view.ghost and view.position != last:
+            ghost = self._ghost(actor.clinic_id, record) or self._stage(actor.clinic_id, record, last).meshes
         vmax = movement.scale_max(record.maxMovement) if view.movement else None
         figure = stage_figure(shown.meshes, view=view.view, axes=self._axes(record), movement_max=vmax, ghost=ghost,
                               bounds=record.bounds, revision=f"mesh3d-{sim.id}")
         return figure, shown
+
+    def _ghost(self, clinic_id: str, record: MeshSet) -> dict[str, pack.PackedMesh]:
+        """The lighter final-stage models for the translucent overlay (empty for sets made without them)."""
+        assets = self._infra.assets.get_many(clinic_id, set(record.ghost.values())) if record.ghost else {}
+        return {arch: self._packed.get(assets[asset_id].sha256,
+                                       lambda sha=assets[asset_id].sha256: self._infra.store.get(sha))
+                for arch, asset_id in record.ghost.items()}
 
     @staticmethod
     def _axes(record: MeshSet) -> Axes:
