@@ -224,3 +224,17 @@ def test_camera_presets_follow_the_clinical_conventions() -> None:
     assert tilted["eye"]["z"] < 0  # follows the model's own frame
     with pytest.raises(ValidationError, match="Unknown view"):
         camera("back")
+
+
+def test_the_cli_writes_a_staged_set_the_import_understands(tmp_path) -> None:
+    from core.cli import main
+    from core.importing.naming import parse_staged_model_name
+
+    assert main(["sample-models", str(tmp_path), "--stages", "2", "--triangles", "4000"]) == 0
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == ["Lower_Stage_00.stl", "Lower_Stage_01.stl", "Upper_Stage_00.stl",
+                                       "Upper_Stage_01.stl"]
+    assert {(parse_staged_model_name(p.name).arch, parse_staged_model_name(p.name).stage) for p in files} == {
+        ("lower", 0), ("lower", 1), ("upper", 0), ("upper", 1)}
+    assert load_mesh(files[0].read_bytes(), name="x").triangle_count > 3000
+    assert main(["sample-models", str(tmp_path), "--stages", "1"]) == 1  # refused with a message, nothing written
