@@ -410,9 +410,10 @@ class Mesh3DService:
         return FrameRange(min(indexes), max(indexes))
 
     def movement_image(self, actor: Actor, sim: TreatmentSimulation, *, view: str, stage: int | None, compare: bool,
-                       size: tuple[int, int]) -> tuple[np.ndarray, str]:
+                       size: tuple[int, int]) -> tuple[np.ndarray, str | None]:
         """(RGB image, stage caption) of the movement map at `stage` (default: final) from a clinical view,
-        with its colour legend; `compare` puts the first stage beside it (a before/after comparison).
+        with its colour legend; `compare` puts the first stage beside it (a before/after comparison whose
+        panel labels name the stages, so its caption is None).
         Renders offscreen with VTK: call it from a worker, not from the page."""
         from core.imaging.compose import ComparisonSpec, compose, panel_boxes
 
@@ -423,50 +424,17 @@ class Mesh3DService:
         vmax = movement.scale_max(record.maxMovement)
         caption = f"{shown.label} · movement"
         if not compare:
-            return self._render_movement(first, shown, view, size, vmax), caption
+            with _MovementRenderer(first, (view,), size, vmax) as renderer:
+                return renderer.render(shown)[view], caption
         spec = ComparisonSpec(layout="side_by_side", labels=(f"Stage {first.stage} (start)", caption),
                               title="Tooth movement", gap=12)
         boxes = panel_boxes(2, spec, size)
-        cell = (boxes[1][2] - boxes[1][0], boxes[1][3] - boxes[1][1])
-        before = self._render_movement(first, first, view, cell, None)
-        after = self._render_movement(first, shown, view, cell, vmax)
-        return compose([before, after], spec, size), caption
-
-    @staticmethod
-    def _meshes(models: StageModels) -> dict[str, Any]:
-        from core.importing.meshes import Mesh
-
-        return {arch: Mesh(p.vertices_mm(), p.faces.astype(np.int32)) for arch, p in models.meshes.items()}
-
-    def _render_movement(self, first: StageModels, shown: StageModels, view: str, size: tuple[int, int],
-                         vmax: float | None, *, ghost: bool = False) -> np.ndarray:
-        """One view of `shown`, coloured by movement on 0..vmax with a legend (plain enamel when vmax is None)."""
-        from core.imaging.legend import draw_legend, legend_box
-        from core.importing.meshes import RenderSpec, StageRenderer
-
-        width, height = size
-        values = movement.ticks(vmax) if vmax is not None else []
-        labels = [f"{v:g}" for v in values]
-        # Leave the legend its own strip on the right: the background is a vertical gradient, so
-        # widening the render by repeating its last column is seamless.
-        reserve = width - legend_box(width, height, movement.LEGEND_TITLE, labels)[0] if vmax is not None else 0
-        inner = max(16, width - reserve)
-        meshes = self._meshes(shown)
-        colors = None
-        if vmax is not None:
-            colors = {arch: movement.colors(p.movement_mm() if p.movement_um is not None else
-                                            np.zeros(p.vertex_count, np.float32), vmax)
-                      for arch, p in shown.meshes.items()}
-        ssaa = 2 if width * height <= 2560 * 1440 else 1
-        with StageRenderer(RenderSpec(width=inner, height=height, views=(view,), ssaa=ssaa),
-                           self._meshes(first)) as renderer:
-            rgb = renderer.render(meshes, colors=colors, ghosts=self._meshes(first) if ghost else None)[view]
-        if reserve:
-            rgb = np.concatenate([rgb, np.repeat(rgb[:, -1:], reserve, axis=1)], axis=1)
-        if vmax is None:
-            return rgb
-        scale = movement.colors(np.linspace(0, vmax, 64), vmax)
-        return draw_legend(rgb, scale, values, title=movement.LEGEND_TITLE)
+        width = boxes[1][2] - boxes[1][0]
+        # 16:9 panels like simulation frames: the captions above them stay clear of the panel labels
+        cell = (width, max(16, min(boxes[1][3] - boxes[1][1], round(width * 9 / 16))))
+        with _MovementRenderer(first, (view,), cell, vmax) as renderer:
+            before, after = renderer.render(first, colored=False)[view], renderer.render(shown)[view]
+        return compose([before, after], spec, size), None
 
     # --- SUPERIMPOSITION versions ------------------------------------------------------------------------
     def request_superimposition(self, actor: Actor, simulation_id: str) -> MeshSet:
@@ -530,14 +498,14 @@ class Mesh3DService:
             vmax = movement.scale_max(record.maxMovement)
             first = self._stage(clinic_id, record, 0)
             frames: list[NewFrame] = []
-            for position in range(len(record.stages)):
-                shown = self._stage(clinic_id, record, position)
-                for view in views:
-                    rgb = self._render_movement(first, shown, view, FRAME_SIZE, vmax, ghost=position > 0)
-                    frames.append(NewFrame(shown.stage, view, encode_png(rgb, compression=1),
-                                           f"Stage {shown.stage} · movement"))
-                progress(round(90 * (position + 1) / len(record.stages)),
-                         f"rendered stage {position + 1} of {len(record.stages)}")
+            with _MovementRenderer(first, views, FRAME_SIZE, vmax) as renderer:  # one OpenGL context for all
+                for position in range(len(record.stages)):
+                    shown = self._stage(clinic_id, record, position)
+                    images = renderer.render(shown, ghost=position > 0)
+                    frames += [NewFrame(shown.stage, view, encode_png(images[view], compression=1),
+                                        f"Stage {shown.stage} · movement") for view in views]
+                    progress(round(90 * (position + 1) / len(record.stages)),
+                             f"rendered stage {position + 1} of {len(record.stages)}")
             new = self._simulations.create_version(
                 actor, patient_id=sim.patientId, treatment_id=sim.treatmentId,
                 simulation_type=SimulationType.SUPERIMPOSITION, name=f"{sim.name} · tooth movement", frames=frames,
@@ -556,3 +524,55 @@ class Mesh3DService:
         self._infra.mesh_sets.set_superimposition(clinic_id, simulation_id, RenditionState.READY, simulation=new.id)
         return new
 
+
+
+def _meshes(models: StageModels) -> dict[str, Any]:
+    from core.importing.meshes import Mesh
+
+    return {arch: Mesh(p.vertices_mm(), p.faces.astype(np.int32)) for arch, p in models.meshes.items()}
+
+
+class _MovementRenderer:
+    """Offscreen movement-map images of one model set at one size, stage after stage, in one OpenGL context.
+
+    Framed once from the first stage (the view holds still across stages); arches coloured by movement on
+    0..vmax with a legend on the right. The legend gets its own strip: the background is a vertical
+    gradient, so widening the render by repeating its last column is seamless.
+    """
+
+    def __init__(self, first: StageModels, views: tuple[str, ...], size: tuple[int, int], vmax: float) -> None:
+        from core.imaging.legend import legend_box
+        from core.importing.meshes import RenderSpec, StageRenderer
+
+        width, height = size
+        self._first = first
+        self._first_meshes = _meshes(first)
+        self._vmax = vmax
+        self._ticks = movement.ticks(vmax)
+        self._reserve = width - legend_box(width, height, movement.LEGEND_TITLE, [f"{v:g}" for v in self._ticks])[0]
+        ssaa = 2 if width * height <= 2560 * 1440 else 1
+        self._renderer = StageRenderer(RenderSpec(width=max(16, width - self._reserve), height=height, views=views,
+                                                  ssaa=ssaa), self._first_meshes)
+
+    def render(self, shown: StageModels, *, colored: bool = True, ghost: bool = False) -> dict[str, np.ndarray]:
+        """Each view of `shown`: coloured with the legend, or (colored=False) plain enamel without one."""
+        from core.imaging.legend import draw_legend
+
+        colors = None
+        if colored:
+            colors = {arch: movement.colors(p.movement_mm() if p.movement_um is not None else
+                                            np.zeros(p.vertex_count, np.float32), self._vmax)
+                      for arch, p in shown.meshes.items()}
+        images = self._renderer.render(_meshes(shown), colors=colors, ghosts=self._first_meshes if ghost else None)
+        scale = movement.colors(np.linspace(0, self._vmax, 64), self._vmax)
+        out = {}
+        for view, rendered in images.items():
+            wide = np.concatenate([rendered, np.repeat(rendered[:, -1:], self._reserve, axis=1)], axis=1)
+            out[view] = draw_legend(wide, scale, self._ticks, title=movement.LEGEND_TITLE) if colored else wide
+        return out
+
+    def __enter__(self) -> _MovementRenderer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._renderer.close()
