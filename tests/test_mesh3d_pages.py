@@ -204,3 +204,26 @@ def test_presenters_see_the_viewer_only_on_approved_versions(app_env, services, 
     at = _signed_in(world, Role.PRESENTER).run()
     at.switch_page("pages/simulation.py").run()
     assert not at.exception and len(at.get("iframe")) == 1
+
+
+@pytest.mark.skipif(rendering_available() is not None, reason=f"3D RENDERING UNAVAILABLE: {rendering_available()}")
+def test_movement_images_and_versions_are_requested_from_the_3d_view(app_env, services, world, infra):
+    sim_id = _staged_version(services, world, triangles=6_000)
+    at = _open_3d(world)
+    at.toggle(key=f"mesh-export-open-{sim_id}").set_value(True).run()
+    at.button(key=f"mesh-export-go-{sim_id}").click().run()
+    assert not at.exception and not at.error
+    export = infra.db.simulation_exports.find_one({})
+    assert export["exportType"] == "SNAPSHOT" and export["state"] == "QUEUED"
+    assert export["settings"]["mesh_view"] == "front" and export["settings"]["last_stage"] == 2
+    assert export["settings"]["approved"] is False  # the job will burn in the DRAFT watermark
+
+    at.button(key=f"superimpose-{sim_id}").click().run()
+    assert not at.exception and not at.error
+    assert infra.mesh_sets.get(world.clinic.id, sim_id).superimposition.value == "QUEUED"
+    assert any("Making the movement-map version" in p.proto.text for p in at.get("progress"))
+
+    services.review.approve(world.actor(Role.DOCTOR), sim_id)
+    presenter = _open_3d(world, Role.PRESENTER)
+    assert not [b for b in presenter.button if b.key == f"superimpose-{sim_id}"]  # presenters do not make versions
+    assert len(presenter.get("plotly_chart")) == 1
