@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from datetime import date
 
 import plotly.io as pio
 from _harness import bench_services, p95
@@ -25,9 +24,9 @@ from core.imaging import encode_png
 from core.importing.mesh_testing import make_arch_mesh, write_stl
 from core.importing.meshes import load_mesh
 from core.mesh3d.decimate import decimate_arch
-from core.permissions import Actor
 from core.services.mesh3d import ModelView
 from core.services.simulations import NewFrame
+from tests.factories import make_clinic
 
 STAGES = 16
 TRIANGLES = 150_000
@@ -51,10 +50,8 @@ def main() -> None:
     decimate_s = decimate_seconds(stls[("upper", 0)])
     with bench_services() as (services, _env):
         infra = services.infra
-        clinic = infra.clinics.create(name="Bench", slug="bench")
-        actor = Actor(infra.users.create(clinic.id, email="c@bench.test", name="C", role=Role.COORDINATOR))
-        patient = infra.patients.create(clinic.id, first_name="B", last_name="Bench", date_of_birth=date(2000, 1, 1),
-                                        chart_number="B-1")
+        world = make_clinic(infra, "bench")  # clinic, one user per role, a patient
+        clinic, patient, actor = world.clinic, world.patient, world.actor(Role.COORDINATOR)
         # A staged version as the import leaves it: frames, and every model file as a SOURCE asset of the version.
         sim_id = "65a000000000000000000001"
         sources = []

@@ -277,3 +277,12 @@ def test_maintenance_queues_preparations_left_pending_or_orphaned_by_a_dead_work
     infra.mesh_sets.set_state(world.clinic.id, sim_id, RenditionState.PENDING)  # Redis was down at import time
     assert services.meshes.reconcile(world.clinic.id) == 1
     assert infra.mesh_sets.get(world.clinic.id, sim_id).state is RenditionState.QUEUED
+
+
+def test_a_movement_comparison_is_not_a_wipe_video_source(services, world):
+    sim_id = _import_staged(services, world, _translated(4_000))
+    services.meshes.prepare(world.clinic.id, sim_id)
+    comparison = services.exports.request(world.actor(), sim_id, RenderRequest(
+        ExportType.COMPARISON, mesh_view="front", last_stage=1, image_size="square"))
+    with pytest.raises(ValidationError, match="comparison of frames"):
+        services.exports.request(world.actor(), sim_id, RenderRequest(ExportType.VIDEO, wipe_of=comparison.id))

@@ -47,8 +47,7 @@ class MeshSetRepository(Repository):
         db[cls.collection_name].create_indexes([IndexModel([("clinicId", ASCENDING), ("state", ASCENDING)])])
 
     def _key(self, clinic_id: str, simulation_id: str) -> dict[str, Any]:
-        # `_id` first: the shape both SecantusDB and MongoDB serve from the `_id` index (../shared/SECANTUS.md).
-        return {"_id": to_oid(simulation_id, "simulation"), **self._scope(clinic_id)}
+        return self._scope(clinic_id, _id=to_oid(simulation_id, "simulation"))
 
     def get(self, clinic_id: str, simulation_id: str) -> MeshSet | None:
         doc = self._col.find_one(self._key(clinic_id, simulation_id))

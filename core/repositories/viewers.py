@@ -42,7 +42,7 @@ class ViewerHostRepository(Repository):
         return self._from_doc(doc)
 
     def remove(self, clinic_id: str, host_id: str) -> ViewerHost:
-        key = {"_id": to_oid(host_id, self.what), **self._scope(clinic_id)}  # `_id` first (SECANTUS.md)
+        key = self._scope(clinic_id, _id=to_oid(host_id, self.what))
         doc = self._col.find_one(key)
         if doc is None:
             raise NotFoundError("That host is not on your clinic's allow-list.")
@@ -65,7 +65,7 @@ class ViewerLinkRepository(Repository):
                           setBy=str(doc["setBy"]), setAt=doc["setAt"])
 
     def _key(self, clinic_id: str, simulation_id: str) -> dict[str, Any]:
-        return {"_id": to_oid(simulation_id, "simulation"), **self._scope(clinic_id)}  # `_id` first (SECANTUS.md)
+        return self._scope(clinic_id, _id=to_oid(simulation_id, "simulation"))
 
     def get(self, clinic_id: str, simulation_id: str) -> ViewerLink | None:
         doc = self._col.find_one(self._key(clinic_id, simulation_id))

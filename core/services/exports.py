@@ -190,6 +190,9 @@ class ExportService:
                 wipe = self._infra.exports.get(actor.clinic_id, request.wipe_of)
                 if wipe.exportType is not ExportType.COMPARISON or wipe.simulationId != sim.id:
                     raise ValidationError("A wipe video is made from a saved comparison of this simulation.")
+                if wipe.settings.get("mesh_view"):
+                    raise ValidationError("A wipe video is made from a comparison of frames (Compare page), not from "
+                                          "a movement-map image of the 3D model.")
         elif request.export_type is ExportType.GIF:
             self._gif_spec(request)
         elif request.export_type is ExportType.PDF:
