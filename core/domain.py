@@ -501,6 +501,7 @@ class MeshSet:
     progress: int = 0
     step: str = ""
     error: str | None = None
+    attempts: int = 0  # preparation jobs queued since the last success or retry by a user
     superimposition: RenditionState | None = None  # a SUPERIMPOSITION version being made from this set
     superimpositionId: str | None = None
     superimpositionError: str | None = None

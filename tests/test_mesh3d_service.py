@@ -266,17 +266,23 @@ def test_a_staged_import_that_fails_late_keeps_no_model_files(services, world, i
 
 
 def test_maintenance_queues_preparations_left_pending_or_orphaned_by_a_dead_worker(services, world, infra):
-    from core.services.mesh3d import prepare_job_id
+    from core.services.mesh3d import MAX_ATTEMPTS, prepare_job_id
 
     sim_id = _import_staged(services, world, _translated(4_000))
     record = infra.mesh_sets.get(world.clinic.id, sim_id)
-    assert record.state is RenditionState.QUEUED  # the import's hook queued it
+    assert record.state is RenditionState.QUEUED and record.attempts == 1  # the import's hook queued it
     assert services.meshes.reconcile(world.clinic.id) == 0  # its job is still waiting: nothing to do
-    infra.redis.delete(f"rq:job:{prepare_job_id(sim_id)}")  # the job vanished with its worker
-    assert services.meshes.reconcile(world.clinic.id) == 1
     infra.mesh_sets.set_state(world.clinic.id, sim_id, RenditionState.PENDING)  # Redis was down at import time
     assert services.meshes.reconcile(world.clinic.id) == 1
-    assert infra.mesh_sets.get(world.clinic.id, sim_id).state is RenditionState.QUEUED
+    for _ in range(2, MAX_ATTEMPTS):
+        infra.redis.delete(f"rq:job:{prepare_job_id(sim_id)}")  # the job vanished with its killed worker
+        assert services.meshes.reconcile(world.clinic.id) == 1
+    infra.redis.delete(f"rq:job:{prepare_job_id(sim_id)}")
+    assert services.meshes.reconcile(world.clinic.id) == 0  # a worker that keeps dying: give up, say why
+    failed = infra.mesh_sets.get(world.clinic.id, sim_id)
+    assert failed.state is RenditionState.FAILED and "worker stopped" in failed.error
+    retried = services.meshes.retry(world.actor(), sim_id)  # a user asks again: a fresh start
+    assert retried.state is RenditionState.QUEUED and retried.attempts == 1
 
 
 def test_a_movement_comparison_is_not_a_wipe_video_source(services, world):

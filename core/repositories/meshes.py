@@ -31,6 +31,7 @@ def _from_doc(doc: dict[str, Any]) -> MeshSet:
         progress=int(doc.get("progress", 0)),
         step=doc.get("step", ""),
         error=doc.get("error"),
+        attempts=int(doc.get("attempts", 0)),
         superimposition=RenditionState.coerce(superimposition) if superimposition else None,
         superimpositionId=opt_str(doc.get("superimpositionId")),
         superimpositionError=doc.get("superimpositionError"),
@@ -76,6 +77,14 @@ class MeshSetRepository(Repository):
         if step is not None:
             values["step"] = step
         self._col.update_one(self._key(clinic_id, simulation_id), {"$set": values})
+
+    def mark_queued(self, clinic_id: str, simulation_id: str, *, reset_attempts: bool = False) -> None:
+        """A preparation job was queued: state QUEUED, one more attempt (or the first, after a user's retry)."""
+        values = {"state": RenditionState.QUEUED.value, "progress": 0, "step": "waiting for a worker", "error": None,
+                  "updatedAt": utcnow()}
+        update: dict[str, Any] = {"$set": {**values, "attempts": 1}} if reset_attempts else \
+            {"$set": values, "$inc": {"attempts": 1}}
+        self._col.update_one(self._key(clinic_id, simulation_id), update)
 
     def report(self, clinic_id: str, simulation_id: str, progress: int, step: str) -> None:
         self._col.update_one(self._key(clinic_id, simulation_id),

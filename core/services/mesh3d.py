@@ -54,6 +54,8 @@ GHOST_TRIANGLES = 10_000
 FRAME_SIZE = (1920, 1080)
 _CACHE_ENTRIES = 96
 _LIVE = (RenditionState.QUEUED, RenditionState.RUNNING)
+#: A preparation whose worker keeps dying (e.g. killed for memory) is given up after this many jobs.
+MAX_ATTEMPTS = 3
 
 
 def prepare_job_id(simulation_id: str) -> str:
@@ -171,15 +173,31 @@ class Mesh3DService:
             return self._enqueue_prepare(existing)
         return existing
 
-    def _enqueue_prepare(self, record: MeshSet) -> MeshSet:
+    def _enqueue_prepare(self, record: MeshSet, *, fresh: bool = False) -> MeshSet:
         try:
             enqueue(self._infra.redis, "meshes", "core.jobs.prepare_meshes", record.clinicId, record.id,
                     job_id=prepare_job_id(record.id))
         except ServiceUnavailableError:
             log.warning("3D models of simulation %s left pending: Redis unreachable", record.id)
             return record
-        self._infra.mesh_sets.set_state(record.clinicId, record.id, RenditionState.QUEUED, progress=0,
-                                        step="waiting for a worker")
+        self._infra.mesh_sets.mark_queued(record.clinicId, record.id, reset_attempts=fresh)
+        return self._infra.mesh_sets.get(record.clinicId, record.id) or record
+
+    def _orphaned(self, record: MeshSet) -> bool:
+        """Whether a QUEUED/RUNNING preparation's job is gone or failed outside our own handling (a killed worker)."""
+        return record.state in _LIVE and job_state(self._infra.redis, prepare_job_id(record.id)) in (
+            None, RenditionState.FAILED)
+
+    def _restart(self, record: MeshSet) -> MeshSet:
+        """Queue an orphaned preparation again, or give up after MAX_ATTEMPTS with a reason."""
+        if record.attempts >= MAX_ATTEMPTS:
+            self._infra.mesh_sets.set_state(
+                record.clinicId, record.id, RenditionState.FAILED, step="failed",
+                error=f"The worker stopped {record.attempts} times while preparing the 3D view (it may have run out "
+                      "of memory on very large models). Try again, or ask your administrator to check the workers.")
+        else:
+            self._infra.mesh_sets.set_state(record.clinicId, record.id, RenditionState.PENDING, step="queued again")
+            self._enqueue_prepare(record)
         return self._infra.mesh_sets.get(record.clinicId, record.id) or record
 
     def status(self, actor: Actor, simulation_id: str) -> MeshSet | None:
@@ -192,12 +210,7 @@ class Mesh3DService:
         record = self._infra.mesh_sets.get(actor.clinic_id, owner)
         if record is None or record.state is RenditionState.PENDING:
             return self.request(actor.clinic_id, owner)
-        if record.state in _LIVE and job_state(self._infra.redis, prepare_job_id(owner)) in (None,
-                                                                                              RenditionState.FAILED):
-            # Gone from Redis or failed outside our own error handling (worker killed): start over.
-            self._infra.mesh_sets.set_state(actor.clinic_id, owner, RenditionState.PENDING, step="queued again")
-            return self.request(actor.clinic_id, owner)
-        return record
+        return self._restart(record) if self._orphaned(record) else record
 
     def retry(self, actor: Actor, simulation_id: str) -> MeshSet | None:
         """Prepare a version's models again after a failure."""
@@ -206,7 +219,7 @@ class Mesh3DService:
         owner = self._owner(sim)
         record = self._infra.mesh_sets.get(actor.clinic_id, owner)
         if record is not None and record.state is RenditionState.FAILED:
-            self._infra.mesh_sets.set_state(actor.clinic_id, owner, RenditionState.PENDING, step="queued again")
+            return self._enqueue_prepare(record, fresh=True)
         return self.request(actor.clinic_id, owner)
 
     def reconcile(self, clinic_id: str) -> int:
@@ -214,11 +227,10 @@ class Mesh3DService:
         (its worker was killed). Returns how many were queued."""
         queued = 0
         for record in self._infra.mesh_sets.in_states(clinic_id, (RenditionState.PENDING, *_LIVE)):
-            if record.state in _LIVE:
-                if job_state(self._infra.redis, prepare_job_id(record.id)) not in (None, RenditionState.FAILED):
-                    continue  # still queued or running
-                self._infra.mesh_sets.set_state(clinic_id, record.id, RenditionState.PENDING, step="queued again")
-            queued += self._enqueue_prepare(record).state is RenditionState.QUEUED
+            if record.state is RenditionState.PENDING:
+                queued += self._enqueue_prepare(record).state is RenditionState.QUEUED
+            elif self._orphaned(record):
+                queued += self._restart(record).state is RenditionState.QUEUED
         return queued
 
     def prepare(self, clinic_id: str, simulation_id: str, progress: Progress = _no_progress) -> MeshSet:
