@@ -32,9 +32,12 @@ BACKGROUND: Final = "rgb(47,55,66)"
 #: Camera distance from the scene's centre, in Plotly's normalised scene units (orthographic: only a direction).
 _EYE_DISTANCE: Final = 2.0
 #: How much of the plot the model fills: Plotly's orthographic zoom is the scene box's aspect ratio.
-_FILL: Final = 2.5
-#: Width / height of the plot the fill is tuned for (a 560 px high chart in a wide column).
-_PLOT_ASPECT: Final = 1.6
+_FILL: Final = 2.3
+#: Width / height of the narrowest plot the fill is sized for (a 560 px high chart in a ~700 px column):
+#: the scale follows the plot's height, so a wider column only adds room at the sides.
+_PLOT_ASPECT: Final = 1.25
+#: Share of the plot's width the scene keeps when the colour legend takes the right-hand strip.
+_LEGEND_DOMAIN: Final = 0.86
 #: Which arches each clinical view shows (occlusal views show their own arch only, like the photographs).
 VIEW_ARCHES: Final[dict[str, tuple[str, ...]]] = {"front": ARCH_ORDER, "left": ARCH_ORDER, "right": ARCH_ORDER,
                                                   "upper": ("upper",), "lower": ("lower",)}
@@ -67,7 +70,7 @@ def _xyz(vector: np.ndarray) -> dict[str, float]:
     return {"x": round(float(vector[0]), 4), "y": round(float(vector[1]), 4), "z": round(float(vector[2]), 4)}
 
 
-def _scene_box(view: str, boxes: list[np.ndarray], axes: Axes) -> dict[str, Any]:
+def _scene_box(view: str, boxes: list[np.ndarray], axes: Axes, *, width_share: float = 1.0) -> dict[str, Any]:
     """Fixed axis ranges around `boxes` ((6,) x0 y0 z0 x1 y1 z1 each) and the aspect ratio that makes the
     orthographic camera fill the plot from `view`."""
     low = np.min([b[:3] for b in boxes], axis=0).astype(np.float64)
@@ -79,7 +82,7 @@ def _scene_box(view: str, boxes: list[np.ndarray], axes: Axes) -> dict[str, Any]
     right, anterior, up = (np.abs(np.asarray(v, np.float64)) for v in (axes.right, axes.anterior, axes.up))
     across, upward = {"front": (right, up), "left": (anterior, up), "right": (anterior, up),
                       "upper": (right, anterior), "lower": (right, anterior)}[view]
-    needed = max(float(across @ relative), float(upward @ relative) * _PLOT_ASPECT)
+    needed = max(float(across @ relative) / width_share, float(upward @ relative) * _PLOT_ASPECT)
     ratio = relative * _FILL / max(needed, 1e-6)
     return {"aspectmode": "manual", "aspectratio": {"x": float(ratio[0]), "y": float(ratio[1]), "z": float(ratio[2])},
             **{axis: {"range": [float(low[i]), float(high[i])], "autorange": False}
@@ -107,7 +110,7 @@ def stage_figure(stage: Mapping[str, PackedMesh], *, view: str = "front", axes: 
     boxes = [np.asarray(bounds[arch]) for arch in arches if bounds and arch in bounds]
     if len(boxes) != len(arches):  # no stored bounds: this stage's own
         boxes = [np.concatenate([stage[a].quantized.min(axis=0), stage[a].quantized.max(axis=0)]) for a in arches]
-    box = _scene_box(view, boxes, axes)
+    box = _scene_box(view, boxes, axes, width_share=_LEGEND_DOMAIN if movement_max is not None else 1.0)
     layout = {
         "height": height,
         "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
@@ -116,7 +119,7 @@ def stage_figure(stage: Mapping[str, PackedMesh], *, view: str = "front", axes: 
         "uirevision": revision,
         "scene": {
             # the colour legend gets its own strip on the right instead of covering the model
-            "domain": {"x": [0.0, 0.86] if movement_max is not None else [0.0, 1.0], "y": [0.0, 1.0]},
+            "domain": {"x": [0.0, _LEGEND_DOMAIN if movement_max is not None else 1.0], "y": [0.0, 1.0]},
             "aspectmode": box["aspectmode"],
             "aspectratio": box["aspectratio"],
             "bgcolor": BACKGROUND,
