@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from core.config import Settings, load_settings
-from core.errors import StudioError
+from core.errors import StudioError, ValidationError
 
 
 def endpoints_file(settings: Settings):
@@ -159,6 +159,24 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sample_models(args: argparse.Namespace, _settings: Settings) -> int:
+    """Write a generated staged treatment as aligner software exports it (one binary STL per arch and stage)."""
+    from pathlib import Path
+
+    from core.importing.mesh_testing import make_arch_mesh, write_stl
+
+    if not 2 <= args.stages <= 60 or not 2_000 <= args.triangles <= 2_000_000:
+        raise ValidationError("Choose 2–60 stages and 2,000–2,000,000 triangles per arch.")
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stage in range(args.stages):
+        for arch in ("upper", "lower"):
+            mesh = make_arch_mesh(arch, stage, args.stages, seed=args.seed, triangles=args.triangles)
+            (folder / f"{arch.title()}_Stage_{stage:02d}.stl").write_bytes(write_stl(mesh))
+    print(f"wrote {2 * args.stages} STL files to {folder}; import them with --source staged-3d")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--views", help="staged-3d: comma-separated views (front,left,right,upper,lower)")
     imp.add_argument("paths", nargs="+", metavar="PATH")
     imp.set_defaults(func=cmd_import)
+
+    sample = sub.add_parser("sample-models", help="write a generated staged STL set (to try staged-3d imports)")
+    sample.add_argument("folder", metavar="FOLDER")
+    sample.add_argument("--stages", type=int, default=12)
+    sample.add_argument("--triangles", type=int, default=150_000, help="per arch and stage")
+    sample.add_argument("--seed", type=int, default=1, help="which malocclusion")
+    sample.set_defaults(func=cmd_sample_models)
     return parser
 
 

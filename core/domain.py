@@ -80,7 +80,8 @@ class AssetKind(CoerciveEnum):
     FRAME_DISPLAY = "FRAME_DISPLAY"  # display rendition of a frame (screen size)
     FRAME_THUMB = "FRAME_THUMB"  # thumbnail rendition of a frame
     EXPORT = "EXPORT"  # produced export file
-    SOURCE = "SOURCE"  # imported source file kept for provenance (recording, manifest)
+    SOURCE = "SOURCE"  # imported source file kept for provenance (recording, manifest, staged models)
+    MESH = "MESH"  # decimated 3D model of one arch at one stage, made from a SOURCE/SCAN model for the 3D viewer
 
 
 class RenditionState(CoerciveEnum):
@@ -474,3 +475,74 @@ class Deck:
     createdAt: datetime
     updatedAt: datetime
     revision: int = 0
+
+
+@dataclass(frozen=True)
+class MeshStage:
+    """One stage of a 3D model set: the MESH asset of each arch present at that stage."""
+
+    stage: int
+    arches: dict[str, str]  # "upper" / "lower" -> MESH asset id
+
+
+@dataclass(frozen=True)
+class MeshSet:
+    """The browser-ready 3D models of one simulation version (or of its iTero jaw scans).
+
+    Made by a job from the full-resolution source models; `state` follows the rendition states.
+    `maxMovement` is the largest vertex movement (mm) of any stage from the first one; `shared`
+    says every stage kept the first stage's triangles (movement measured vertex to vertex rather
+    than to the nearest surface).
+    """
+
+    id: str  # the simulation version's id
+    clinicId: str
+    patientId: str
+    state: RenditionState
+    stages: tuple[MeshStage, ...] = ()
+    maxMovement: float = 0.0
+    shared: bool = True
+    triangles: dict[str, int] = field(default_factory=dict)  # per arch, the largest decimated stage
+    sourceTriangles: dict[str, int] = field(default_factory=dict)  # per arch, the largest source model
+    axes: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # right/anterior/up of the model
+    #: per arch, (x0, y0, z0, x1, y1, z1) over every stage in the stored grid units: a camera that does not jump
+    bounds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: per arch, a lighter MESH asset of the final stage for the translucent ghost overlay
+    ghost: dict[str, str] = field(default_factory=dict)
+    progress: int = 0
+    step: str = ""
+    error: str | None = None
+    attempts: int = 0  # preparation jobs queued since the last success or retry by a user
+    superimposition: RenditionState | None = None  # a SUPERIMPOSITION version being made from this set
+    superimpositionId: str | None = None
+    superimpositionError: str | None = None
+    updatedAt: datetime | None = None
+
+    @property
+    def stage_numbers(self) -> tuple[int, ...]:
+        return tuple(s.stage for s in self.stages)
+
+
+@dataclass(frozen=True)
+class ViewerHost:
+    """A host an admin allows vendor web viewers to be embedded from (exact host, or "*.domain")."""
+
+    id: str
+    clinicId: str
+    host: str
+    label: str
+    addedBy: str
+    addedAt: datetime
+
+
+@dataclass(frozen=True)
+class ViewerLink:
+    """A vendor web viewer (ClinCheck share link, 3Shape/iTero viewer) attached to a simulation version."""
+
+    simulationId: str
+    clinicId: str
+    patientId: str
+    url: str
+    host: str
+    setBy: str
+    setAt: datetime

@@ -26,10 +26,13 @@ from core.repositories import (
     ExportRepository,
     ImportRepository,
     IntegrationRepository,
+    MeshSetRepository,
     PatientRepository,
     SimulationRepository,
     TreatmentRepository,
     UserRepository,
+    ViewerHostRepository,
+    ViewerLinkRepository,
 )
 from core.storage import AssetStore, build_asset_store
 
@@ -116,6 +119,18 @@ class Infrastructure:
     @cached_property
     def integrations(self) -> IntegrationRepository:
         return IntegrationRepository(self.db)
+
+    @cached_property
+    def mesh_sets(self) -> MeshSetRepository:
+        return MeshSetRepository(self.db)
+
+    @cached_property
+    def viewer_hosts(self) -> ViewerHostRepository:
+        return ViewerHostRepository(self.db)
+
+    @cached_property
+    def viewer_links(self) -> ViewerLinkRepository:
+        return ViewerLinkRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

@@ -57,6 +57,17 @@ def commit_import(clinic_id: str, import_id: str) -> str:
     return record.state.value
 
 
+def prepare_meshes(clinic_id: str, simulation_id: str) -> str:
+    """Decimate a version's staged/iTero models for the 3D viewer and measure movement (state READY or FAILED)."""
+    return services().meshes.prepare(clinic_id, simulation_id, progress=_report).state.value
+
+
+def make_superimposition(clinic_id: str, simulation_id: str, user_id: str, new_id: str) -> str | None:
+    """Render a version's movement map stage by stage into a new SUPERIMPOSITION version (its id, or None)."""
+    sim = services().meshes.make_superimposition(clinic_id, simulation_id, user_id, new_id, progress=_report)
+    return sim.id if sim else None
+
+
 def maintenance() -> int:
     """Sync drop folders and re-queue stranded work, then schedule the next run. Returns work picked up."""
     svc = services()
@@ -64,6 +75,7 @@ def maintenance() -> int:
         picked = svc.integrations.sync_all()
         for clinic_id in svc.infra.clinics.list_ids():
             picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
+            picked += svc.meshes.reconcile(clinic_id)
         return picked
     finally:
         schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)

@@ -31,6 +31,11 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
     "export-assets": {"queue": "exports", "timeout": 900, "retry": Retry(max=2, interval=[5, 30])},
     "export-pptx": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
     "export-pack": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},
+    # 3D models for the viewer: decimated from the staged/iTero models after an import (derived, like renditions).
+    "meshes": {"queue": "renditions", "timeout": 1800, "retry": Retry(max=2, interval=[10, 60])},
+    "superimposition": {"queue": "imports", "timeout": 3600, "retry": Retry(max=2, interval=[10, 30])},
+    "export-snapshot": {"queue": "exports", "timeout": 600, "retry": Retry(max=2, interval=[5, 30])},
+    "export-comparison": {"queue": "exports", "timeout": 600, "retry": Retry(max=2, interval=[5, 30])},
     "ping": {"queue": "interactive", "timeout": 30, "retry": None},
 }
 
@@ -49,8 +54,11 @@ def queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis, serializer=JSONSerializer)
 
 
-def enqueue(redis: Redis, kind: str, func: Callable[..., Any], *ids: str, job_id: str) -> Job:
-    """Enqueue `func(*ids)` on the kind's queue. Arguments are ids only (they are logged on failure)."""
+def enqueue(redis: Redis, kind: str, func: Callable[..., Any] | str, *ids: str, job_id: str) -> Job:
+    """Enqueue `func(*ids)` on the kind's queue. Arguments are ids only (they are logged on failure).
+
+    `func` may be the job's dotted name ("core.jobs.prepare_meshes"), as RQ allows: services then
+    need not import `core.jobs`, which imports them."""
     spec = JOB_KINDS[kind]
     try:
         return queue(redis, spec["queue"]).enqueue(

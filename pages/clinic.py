@@ -1,9 +1,11 @@
-"""Admin: clinic settings — branding for decks and exports, and whether patient names may appear."""
+"""Admin: clinic settings — branding for decks and exports, whether patient names may appear, and the hosts
+vendor web viewers may be embedded from."""
 
 import streamlit as st
 
 from core.errors import StudioError
 from ui.context import require_actor, services, show_error
+from ui.viewer_links import viewer_hosts_editor
 
 actor = require_actor()
 st.title("Clinic settings")
@@ -24,5 +26,6 @@ try:
             st.rerun()
     if (current := services().sessions.clinic_logo(actor)) is not None:
         st.image(current, caption="Current logo", width=240)
+    viewer_hosts_editor(actor)
 except StudioError as exc:
     show_error(exc)

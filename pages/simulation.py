@@ -1,4 +1,4 @@
-"""Scrub through a simulation version's frames; export a snapshot of any frame."""
+"""Scrub through a simulation version's frames or its 3D models, beside the vendor's web viewer; export images."""
 
 import streamlit as st
 
@@ -8,8 +8,10 @@ from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.manage import history, manage
+from ui.mesh_viewer import mesh_exports, mesh_viewer, viewer_mode
 from ui.render_widgets import FOLLOW_KEY, export_progress, follow, render_request_form
 from ui.viewer import current_frame_index, frame_viewer
+from ui.viewer_links import vendor_viewer, viewer_link_editor
 from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
 actor = require_actor()
@@ -26,12 +28,22 @@ try:
         # Toggles, not popovers: a popover's body runs on every rerun even while it is closed.
         if st.toggle("Edit", key="edit-open"):
             manage(actor, sim)
+            viewer_link_editor(actor, sim)
         if st.toggle("History", key="history-open"):
             history(actor, sim)
     with main:
-        frame_viewer(actor, sim)
+        mode = viewer_mode(sim)
+        vendor = services().viewers.embed(actor, sim.id)
+        ours, theirs = st.columns([3, 2]) if vendor else (st.container(), None)
+        with ours:
+            models = mesh_viewer(actor, sim) if mode == "3d" else frame_viewer(actor, sim)
+        if theirs is not None and vendor is not None:
+            with theirs:
+                vendor_viewer(vendor)
+        if models is not None:
+            mesh_exports(actor, sim, models)
         # A toggle, not an expander: an expander's body runs (and renders a preview) even when closed.
-        if st.toggle("Snapshot of this frame", key="snapshot-open"):
+        elif mode == "frames" and st.toggle("Snapshot of this frame", key="snapshot-open"):
             spec = SnapshotSpec(frame_index=current_frame_index(sim), output=output_controls("snap"),
                                 overlays=overlay_controls("snap", approved=sim.isApproved))
             st.image(services().visuals.render_snapshot(actor, sim.id, spec, preview=True), width="stretch")
@@ -42,7 +54,7 @@ try:
             request = render_request_form(actor, sim)
             if request is not None:
                 follow(services().exports.request(actor, sim.id, request))
-            for export_id in st.session_state.get(FOLLOW_KEY, [])[:5]:
-                export_progress(actor, export_id)
+        for export_id in st.session_state.get(FOLLOW_KEY, [])[:5]:
+            export_progress(actor, export_id)
 except StudioError as exc:
     show_error(exc)

@@ -53,20 +53,12 @@ def current_frame_index(sim: TreatmentSimulation) -> int:
     return frames[position].index
 
 
-def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
-    if sim.renditions is not RenditionState.READY:
-        _renditions_status(actor, sim)
-    views = sim.views
-    view = views[0]
-    if len(views) > 1:
-        view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
-                                    format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
-    frames = sim.frames_for_view(view)
-    key = _frame_key(sim, view)
-    play_key = f"playing-{sim.id}"
+def stage_controls(key: str, play_key: str, speed_key: str, last: int) -> float | None:
+    """First / Back / Play-Pause / Next / Final buttons and the speed for a stage position kept in
+    `st.session_state[key]`; returns the stage fragment's refresh interval (None while paused)."""
     st.session_state.setdefault(key, 0)
     st.session_state.setdefault(play_key, False)
-    last = len(frames) - 1
+    st.session_state[key] = min(st.session_state[key], last)
 
     def step(delta: int | None = None, to: int | None = None) -> None:
         st.session_state[key] = to if to is not None else min(last, max(0, st.session_state[key] + delta))
@@ -84,19 +76,43 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
                    key=f"play-{key}")
     cols[3].button("Next", on_click=step, kwargs={"delta": 1}, icon=":material/chevron_right:", key=f"next-{key}")
     cols[4].button("Final", on_click=step, kwargs={"to": last}, icon=":material/last_page:", key=f"last-{key}")
-    speed = cols[5].select_slider("Speed", list(SPEEDS), value="1×", key=f"speed-{sim.id}")
+    speed = cols[5].select_slider("Speed", list(SPEEDS), value="1×", key=speed_key)
+    return SPEEDS[speed] if st.session_state[play_key] else None
+
+
+def advance(key: str, play_key: str, last: int) -> int:
+    """In the stage fragment: while playing, move one stage on (stopping at the last); the position now."""
+    if st.session_state[play_key]:
+        if st.session_state[key] >= last:
+            st.session_state[play_key] = False
+        else:
+            st.session_state[key] += 1
+    return st.session_state[key]
+
+
+def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
+    if sim.renditions is not RenditionState.READY:
+        _renditions_status(actor, sim)
+    views = sim.views
+    view = views[0]
+    if len(views) > 1:
+        view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
+                                    format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
+    frames = sim.frames_for_view(view)
+    key = _frame_key(sim, view)
+    play_key = f"playing-{sim.id}"
+    last = len(frames) - 1
+    every = stage_controls(key, play_key, f"speed-{sim.id}", last)
 
     images = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "display", actor)
     thumbs = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "thumb", actor)
 
-    @st.fragment(run_every=SPEEDS[speed] if st.session_state[play_key] else None)
+    def to(position: int) -> None:
+        st.session_state[key] = position
+
+    @st.fragment(run_every=every)
     def stage() -> None:
-        if st.session_state[play_key]:
-            if st.session_state[key] >= last:
-                st.session_state[play_key] = False
-            else:
-                st.session_state[key] += 1
-        index = st.session_state[key]
+        index = advance(key, play_key, last)
         frame = frames[index]
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
         st.markdown(f"### Stage {frame.stage} of {frames[-1].stage}")
@@ -106,7 +122,7 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
         strip = st.columns(STRIP)
         for col, i in zip(strip, range(start, min(len(frames), start + STRIP)), strict=False):
             col.image(thumbs[i], width="stretch")
-            col.button(f"{frames[i].stage}", key=f"thumb-{key}-{i}", on_click=step, kwargs={"to": i},
+            col.button(f"{frames[i].stage}", key=f"thumb-{key}-{i}", on_click=to, args=(i,),
                        type="primary" if i == index else "secondary", width="stretch")
 
     stage()

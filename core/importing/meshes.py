@@ -48,6 +48,7 @@ __all__ = [
     "Mesh",
     "RenderSpec",
     "StageRenderer",
+    "anatomical_axes",
     "load_mesh",
     "rendering_available",
 ]
@@ -631,6 +632,9 @@ BACKGROUND_TOP: Final = (0.60, 0.66, 0.73)
 BACKGROUND_BOTTOM: Final = (0.24, 0.28, 0.34)
 #: Off-white, slightly warm enamel.
 TOOTH_COLOR: Final = (0.94, 0.92, 0.86)
+#: Translucent overlays (e.g. the first stage over a movement map): pale blue, mostly see-through.
+GHOST_COLOR: Final = (0.62, 0.78, 0.95)
+GHOST_OPACITY: Final = 0.28
 
 _MAX_SIDE: Final = 7680
 _MAX_INTERNAL_PIXELS: Final = 8192 * 8192  # GL renderbuffer limits of Mesa's llvmpipe
@@ -728,6 +732,12 @@ class _Frame:
 
     def world(self, local: np.ndarray) -> np.ndarray:
         return local[0] * self.right + local[1] * self.anterior + local[2] * self.up
+
+
+def anatomical_axes(meshes: list[Mesh]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(right, anterior, up) unit vectors of the arches' own frame, as the clinical views use it."""
+    frame = _fit_frame(meshes)
+    return frame.right, frame.anterior, frame.up
 
 
 def _fit_frame(meshes: list[Mesh]) -> _Frame:
@@ -843,9 +853,10 @@ class StageRenderer:
         self._setups = _view_setups(frame, reference, spec.width / spec.height)
         self._plotter: Any = None
         self._normals: Any = None
+        # Actors by slot: "upper"/"lower", and "ghost-upper"/"ghost-lower" for translucent overlays.
         self._polys: dict[str, Any] = {}
         self._actors: dict[str, Any] = {}
-        self._shown: dict[str, Mesh | None] = {}
+        self._shown: dict[str, tuple[Mesh, int] | None] = {}  # what each slot holds (mesh, id of its colours)
         try:
             self._build_scene()
             self._update(reference)
@@ -891,9 +902,9 @@ class StageRenderer:
             light.positional = False
             plotter.add_light(light)
 
-    def _actor_for(self, arch: str) -> Any:
-        if arch in self._actors:
-            return self._actors[arch]
+    def _actor_for(self, slot: str) -> Any:
+        if slot in self._actors:
+            return self._actors[slot]
         pv = self._pv
         from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
@@ -901,65 +912,95 @@ class StageRenderer:
         mapper = vtkPolyDataMapper()
         mapper.SetInputData(poly)
         mapper.ScalarVisibilityOff()
+        mapper.SetScalarModeToUsePointFieldData()
+        mapper.SelectColorArray("rgb")
+        mapper.SetColorModeToDirectScalars()  # per-vertex RGB (movement maps) used as they are
         actor = vtkActor()
         actor.SetMapper(mapper)
         prop = actor.GetProperty()
-        prop.SetColor(*TOOTH_COLOR)
         prop.SetInterpolationToPhong()  # per-pixel lighting with the smooth normals
-        prop.SetAmbient(0.24)
-        prop.SetDiffuse(0.78)
-        prop.SetSpecular(0.28)
-        prop.SetSpecularPower(38.0)
-        prop.SetSpecularColor(1.0, 1.0, 1.0)
+        if slot.startswith("ghost-"):
+            prop.SetColor(*GHOST_COLOR)
+            prop.SetOpacity(GHOST_OPACITY)
+            prop.SetAmbient(0.3)
+            prop.SetDiffuse(0.7)
+            prop.SetSpecular(0.0)
+        else:
+            prop.SetColor(*TOOTH_COLOR)
+            prop.SetAmbient(0.24)
+            prop.SetDiffuse(0.78)
+            prop.SetSpecular(0.28)
+            prop.SetSpecularPower(38.0)
+            prop.SetSpecularColor(1.0, 1.0, 1.0)
         self._plotter.renderer.AddActor(actor)
-        self._polys[arch] = poly
-        self._actors[arch] = actor
-        self._shown[arch] = None
+        self._polys[slot] = poly
+        self._actors[slot] = actor
+        self._shown[slot] = None
         return actor
 
-    def _update(self, meshes: dict[str, Mesh]) -> None:
-        pv = self._pv
+    def _update(self, meshes: dict[str, Mesh], colors: dict[str, np.ndarray] | None = None,
+                ghosts: dict[str, Mesh] | None = None) -> None:
+        slots: dict[str, tuple[Mesh | None, np.ndarray | None]] = {}
         for arch in ARCHES:
-            mesh = meshes.get(arch)
+            slots[arch] = (meshes.get(arch), (colors or {}).get(arch))
+            slots[f"ghost-{arch}"] = ((ghosts or {}).get(arch), None)
+        pv = self._pv
+        for slot, (mesh, rgb) in slots.items():
             if mesh is None:
-                if arch in self._actors:
-                    self._actors[arch].SetVisibility(False)
-                    self._shown[arch] = None
+                if slot in self._actors:
+                    self._actors[slot].SetVisibility(False)
+                    self._shown[slot] = None
                 continue
-            self._actor_for(arch)
-            if self._shown.get(arch) is mesh:  # an arch that did not change between stages
+            actor = self._actor_for(slot)
+            shown = self._shown.get(slot)
+            if shown is not None and shown[0] is mesh and shown[1] == id(rgb):  # unchanged between stages
                 continue
             # Replace the geometry of the existing vtkPolyData in place: actor, mapper and
             # material stay, only the buffers are re-uploaded.
+            poly = pv.PolyData.from_regular_faces(mesh.vertices, mesh.faces)
+            if rgb is not None:
+                poly.point_data["rgb"] = rgb  # the normals filter carries it to split vertices
             normals = self._normals
-            normals.SetInputData(pv.PolyData.from_regular_faces(mesh.vertices, mesh.faces))
+            normals.SetInputData(poly)
             normals.Update()
-            self._polys[arch].ShallowCopy(normals.GetOutput())
-            self._polys[arch].Modified()
-            self._shown[arch] = mesh
+            self._polys[slot].ShallowCopy(normals.GetOutput())
+            self._polys[slot].Modified()
+            actor.GetMapper().SetScalarVisibility(rgb is not None)
+            self._shown[slot] = (mesh, id(rgb))
 
     # -- public --------------------------------------------------------------------------------
 
-    def render(self, meshes: dict[str, Mesh]) -> dict[str, np.ndarray]:
+    def render(self, meshes: dict[str, Mesh], *, colors: dict[str, np.ndarray] | None = None,
+               ghosts: dict[str, Mesh] | None = None) -> dict[str, np.ndarray]:
         """Render one stage: an RGB uint8 (height, width, 3) image per view of the spec, in its order.
 
         `meshes` has the stage's "upper" and/or "lower" Mesh; a missing arch is not drawn (and an
         arch missing from the reference is drawn with the reference's framing). Passing the same
-        Mesh object as in the previous call skips its re-upload.
+        Mesh object as in the previous call skips its re-upload. `colors` optionally gives an arch
+        per-vertex uint8 RGB (n, 3) instead of the enamel colour (movement maps); `ghosts` are
+        meshes drawn translucent over the stage (e.g. the first stage, to show what moved).
         """
         if self._plotter is None:
             raise ValidationError("This StageRenderer is closed; create a new one.")
         _check_arches(meshes, "meshes")
-        self._update(meshes)
+        _check_arches(ghosts or {}, "ghosts")
+        for arch, rgb in (colors or {}).items():
+            mesh = meshes.get(arch)
+            if mesh is None or not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 \
+                    or rgb.shape != (mesh.vertex_count, 3):
+                raise ValidationError(f"colors[{arch!r}] must be uint8 RGB with one row per vertex of that arch.")
+        self._update(meshes, colors, ghosts)
         import cv2
 
         plotter = self._plotter
+        # Translucent ghosts need depth peeling to blend in the right order; it costs time, so only then.
+        plotter.renderer.SetUseDepthPeeling(bool(ghosts))
         camera = plotter.renderer.GetActiveCamera()
         images: dict[str, np.ndarray] = {}
         for view in self.spec.views:
             setup = self._setups[view]
-            for arch, actor in self._actors.items():
-                actor.SetVisibility(arch in setup.arches and self._shown.get(arch) is not None)
+            for slot, actor in self._actors.items():
+                actor.SetVisibility(slot.removeprefix("ghost-") in setup.arches and self._shown.get(slot) is not None)
             camera.SetPosition(*setup.position)
             camera.SetFocalPoint(*setup.focal_point)
             camera.SetViewUp(*setup.view_up)

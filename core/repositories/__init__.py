@@ -7,6 +7,7 @@ from core.repositories.decks import DeckRepository
 from core.repositories.exports import ExportRepository
 from core.repositories.imports import ImportRepository
 from core.repositories.integrations import IntegrationRepository
+from core.repositories.meshes import MeshSetRepository
 from core.repositories.people import (
     ClinicRepository,
     PatientRepository,
@@ -14,6 +15,7 @@ from core.repositories.people import (
     UserRepository,
 )
 from core.repositories.simulations import SimulationRepository
+from core.repositories.viewers import ViewerHostRepository, ViewerLinkRepository
 
 ALL_REPOSITORIES = (
     ClinicRepository,
@@ -28,6 +30,9 @@ ALL_REPOSITORIES = (
     ImportRepository,
     IntegrationRepository,
     DeckRepository,
+    MeshSetRepository,
+    ViewerHostRepository,
+    ViewerLinkRepository,
 )
 
 __all__ = [
@@ -40,8 +45,11 @@ __all__ = [
     "ExportRepository",
     "ImportRepository",
     "IntegrationRepository",
+    "MeshSetRepository",
     "PatientRepository",
     "SimulationRepository",
     "TreatmentRepository",
     "UserRepository",
+    "ViewerHostRepository",
+    "ViewerLinkRepository",
 ]

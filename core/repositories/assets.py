@@ -150,6 +150,13 @@ class AssetRepository(Repository):
         next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
         return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
+    def list_for_simulation(self, clinic_id: str, simulation_id: str, *,
+                            kinds: Iterable[AssetKind]) -> list[ImagingAsset]:
+        """Assets recorded with a simulation version (served by the (clinicId, simulationId) index)."""
+        wanted = {k.value for k in kinds}
+        docs = self._col.find(self._scope(clinic_id, simulationId=to_oid(simulation_id, "simulation")))
+        return [_from_doc(d) for d in docs if d["kind"] in wanted]  # kind in Python: a post-filter either way
+
     def delete_many(self, clinic_id: str, asset_ids: Iterable[str]) -> None:
         """Roll back assets of a failed import (they were never referenced by a simulation)."""
         ids = [to_oid(a, "image") for a in asset_ids]

@@ -11,10 +11,12 @@ from core.services.decks import DeckService
 from core.services.exports import ExportService
 from core.services.imports import ImportService
 from core.services.integrations import IntegrationService
+from core.services.mesh3d import Mesh3DService
 from core.services.patients import PatientService
 from core.services.review import ReviewService
 from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
+from core.services.viewers import ViewerService
 from core.services.visuals import VisualService
 
 
@@ -33,6 +35,8 @@ class Services:
     audit: AuditService
     exports: ExportService
     decks: DeckService
+    meshes: Mesh3DService
+    viewers: ViewerService
 
 
 def build_services(settings: Settings) -> Services:
@@ -41,7 +45,8 @@ def build_services(settings: Settings) -> Services:
 
 def services_for(infra: Infrastructure) -> Services:
     simulations = SimulationService(infra)
-    imports = ImportService(infra, simulations)
+    meshes = Mesh3DService(infra, simulations)
+    imports = ImportService(infra, simulations, on_version=meshes.request)
     visuals = VisualService(infra)
     return Services(
         infra=infra,
@@ -53,6 +58,8 @@ def services_for(infra: Infrastructure) -> Services:
         review=ReviewService(infra),
         integrations=IntegrationService(infra, imports),
         audit=AuditService(infra),
-        exports=ExportService(infra, visuals),
+        exports=ExportService(infra, visuals, meshes),
         decks=DeckService(infra, visuals),
+        meshes=meshes,
+        viewers=ViewerService(infra, simulations),
     )

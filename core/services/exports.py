@@ -1,4 +1,4 @@
-"""Rendered exports (video, GIF, print PDF, frames ZIP) as reliable background jobs.
+"""Rendered exports (video, GIF, print PDF, frames ZIP, 3D movement-map images) as reliable background jobs.
 
 The page asks `request`: the spec is validated, a `SimulationExport` is recorded QUEUED (or PENDING
 when Redis is down) and a job whose only argument is the export id is queued. Identical requests
@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bson import ObjectId
@@ -43,18 +43,25 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue
 from core.repositories.base import Page
-from core.services.visuals import Overlays, VisualService
+from core.services.visuals import OutputSpec, Overlays, VisualService
+
+if TYPE_CHECKING:
+    from core.services.mesh3d import Mesh3DService
 
 log = logging.getLogger(__name__)
 RENDERED_TYPES = (ExportType.VIDEO, ExportType.GIF, ExportType.PDF, ExportType.ASSETS, ExportType.PPTX,
-                  ExportType.PACK)
+                  ExportType.PACK, ExportType.SNAPSHOT, ExportType.COMPARISON)
+#: Snapshots and comparisons of frames are made inline on the Compare page; these two are rendered as
+#: jobs only for images of the 3D models (offscreen rendering belongs in a worker).
+_MESH_IMAGE_TYPES = (ExportType.SNAPSHOT, ExportType.COMPARISON)
 ACTIVE_STATES = (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "gif": "image/gif", "pdf": "application/pdf",
-                 "zip": "application/zip",
+                 "zip": "application/zip", "png": "image/png", "jpg": "image/jpeg",
                  "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation"}
 # The seed's URL fields name images, videos, GIFs and PDFs; other files (frame ZIPs, decks, packs) use imageUrl.
 URL_FIELDS = {ExportType.VIDEO: "videoUrl", ExportType.GIF: "gifUrl", ExportType.PDF: "pdfUrl",
-              ExportType.ASSETS: "imageUrl", ExportType.PPTX: "imageUrl", ExportType.PACK: "imageUrl"}
+              ExportType.ASSETS: "imageUrl", ExportType.PPTX: "imageUrl", ExportType.PACK: "imageUrl",
+              ExportType.SNAPSHOT: "imageUrl", ExportType.COMPARISON: "comparisonUrl"}
 
 
 @dataclass(frozen=True)
@@ -80,13 +87,25 @@ class RenderRequest:
     deck_id: str | None = None  # a case presentation: build this deck instead
     deck_output: str = "pptx"  # pptx | pdf | handout | pack
     deck_revision: int = 0  # identical rebuilds of an unchanged deck attach to the earlier export
+    # 3D movement maps (SNAPSHOT: `last_stage` from `mesh_view`; COMPARISON: the first stage beside it)
+    mesh_view: str | None = None
+    image_size: str = "1080p"
+    image_orientation: str = "landscape"
+    image_format: str = "png"
     overlays: Overlays = field(default_factory=Overlays)
 
     def __post_init__(self) -> None:
-        if self.export_type not in RENDERED_TYPES:
+        if self.export_type not in RENDERED_TYPES or (self.export_type in _MESH_IMAGE_TYPES and not self.mesh_view):
             raise ValidationError(f"{self.export_type.value} exports are made on the Compare page, not rendered here.")
+        if self.mesh_view:
+            if self.export_type not in _MESH_IMAGE_TYPES:
+                raise ValidationError("Images of the 3D model are snapshots or comparisons.")
+            self.image_output()  # validates size, orientation and format
         if self.export_type in (ExportType.PPTX, ExportType.PACK) and not self.deck_id:
             raise ValidationError("PowerPoint decks and consult packs are built from a case presentation.")
+
+    def image_output(self) -> OutputSpec:
+        return OutputSpec(size=self.image_size, orientation=self.image_orientation, fmt=self.image_format)
 
     def settings(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "overlays"}
@@ -103,9 +122,10 @@ class RenderRequest:
 
 
 class ExportService:
-    def __init__(self, infra: Infrastructure, visuals: VisualService) -> None:
+    def __init__(self, infra: Infrastructure, visuals: VisualService, meshes: Mesh3DService | None = None) -> None:
         self._infra = infra
         self._visuals = visuals
+        self._meshes = meshes
         self._lease = infra.settings.export_lease_seconds
 
     # --- requests ---------------------------------------------------------------------------------------
@@ -163,6 +183,8 @@ class ExportService:
             if not sim.isApproved:
                 raise ValidationError("Only approved versions go into a presentation.")
             return FrameRange(0, len(sim.frames) - 1)
+        if request.mesh_view:
+            return self._mesh_service().image_range(actor, sim, request.mesh_view, request.last_stage)
         frames = self._frames(sim, request)
         if request.export_type is ExportType.VIDEO:
             self._video_spec(request, self._infra.clinics.get(actor.clinic_id).name)
@@ -170,6 +192,9 @@ class ExportService:
                 wipe = self._infra.exports.get(actor.clinic_id, request.wipe_of)
                 if wipe.exportType is not ExportType.COMPARISON or wipe.simulationId != sim.id:
                     raise ValidationError("A wipe video is made from a saved comparison of this simulation.")
+                if wipe.settings.get("mesh_view"):
+                    raise ValidationError("A wipe video is made from a comparison of frames (Compare page), not from "
+                                          "a movement-map image of the 3D model.")
         elif request.export_type is ExportType.GIF:
             self._gif_spec(request)
         elif request.export_type is ExportType.PDF:
@@ -189,8 +214,16 @@ class ExportService:
                                   f"{frames[0].stage}–{frames[-1].stage}.")
         return chosen
 
+    def _mesh_service(self) -> Mesh3DService:
+        if self._meshes is None:
+            raise ValidationError("3D exports are not available in this process.")
+        return self._meshes
+
     @staticmethod
     def _name(request: RenderRequest, sim: TreatmentSimulation) -> str:
+        if request.mesh_view:
+            kind = "Movement map" if request.export_type is ExportType.SNAPSHOT else "Movement comparison"
+            return f"{kind} · {request.mesh_view} · v{sim.version}"
         if request.deck_id:
             return {"pptx": "Presentation (PowerPoint)", "pdf": "Presentation (PDF)",
                     "handout": "Presentation handout (PDF)", "pack": "Consult pack"}[request.deck_output]
@@ -346,6 +379,8 @@ class ExportService:
 
     @staticmethod
     def _extension(request: RenderRequest) -> str:
+        if request.mesh_view:
+            return "jpg" if request.image_format == "jpeg" else "png"
         if request.deck_id:
             return {"pptx": "pptx", "pdf": "pdf", "handout": "pdf", "pack": "zip"}[request.deck_output]
         if request.export_type is ExportType.VIDEO:
@@ -400,6 +435,8 @@ class ExportService:
 
             return DeckService(self._infra, self._visuals).build(actor, request.deck_id, request.deck_output, out,
                                                                  progress)
+        if request.mesh_view:
+            return self._mesh_image(actor, sim, request, out, progress)
         frames = self._frames(sim, request)
         stage_label = self._stage_labeller(sim)
         clinic = self._infra.clinics.get(actor.clinic_id)
@@ -464,6 +501,28 @@ class ExportService:
                     "exportedAt": datetime.now(UTC).isoformat(), "stages": [f.stage for f in frames]}
         frames_zip(items, manifest, out)
         return {"files": len(items)}
+
+    def _mesh_image(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest, out: Path,
+                    progress: Callable[[float, str], None]) -> dict[str, Any]:
+        """A movement-map image of the 3D models, with the same captions, stamp and DRAFT rules as every export."""
+        from core.imaging.compose import title_band_height
+        from core.imaging.encode import encode_export
+        from core.imaging.overlays import apply_overlays
+
+        output = request.image_output()
+        compare = request.export_type is ExportType.COMPARISON
+        progress(0.1, "rendering the 3D model")
+        rgb, caption = self._mesh_service().movement_image(actor, sim, view=request.mesh_view or "front",
+                                                           stage=request.last_stage, compare=compare,
+                                                           size=output.pixels)
+        progress(0.8, "adding captions")
+        spec = self._visuals.overlay_spec(actor, sim, request.overlays, caption)
+        reserved = title_band_height(*output.pixels) if compare else 0  # captions stay below the title
+        image = encode_export(apply_overlays(rgb, spec, reserved_top=reserved), output.fmt, dpi=output.dpi)
+        out.write_bytes(image.data)
+        progress(1.0, "done")
+        return {"width": image.width, "height": image.height, "dpi": output.dpi, "format": output.fmt,
+                "view": request.mesh_view}
 
     @staticmethod
     def _stage_labeller(sim: TreatmentSimulation) -> Callable[[Any], str]:

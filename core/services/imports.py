@@ -72,10 +72,14 @@ def _no_progress(_percent: int, _step: str) -> None:
 
 class ImportService:
     def __init__(self, infra: Infrastructure, simulations: SimulationService,
-                 limits: ImportLimits = DEFAULT_LIMITS) -> None:
+                 limits: ImportLimits = DEFAULT_LIMITS,
+                 on_version: Callable[[str, str], object] | None = None) -> None:
+        """`on_version(clinic_id, simulation_id)` runs after an import created a version (e.g. to queue
+        the 3D models' preparation)."""
         self._infra = infra
         self._simulations = simulations
         self._limits = limits
+        self._on_version = on_version
 
     # --- requests from pages and the CLI ---------------------------------------------------------
     def start(self, actor: Actor, *, source: ImportSource, uploads: Sequence[Upload], patient_id: str | None,
@@ -310,6 +314,7 @@ class ImportService:
             return self._infra.imports.transition(clinic_id, import_id, from_states=(ImportState.IMPORTING,),
                                                   to=ImportState.DONE, simulationId=existing, progress=100,
                                                   step="done")
+        extra: dict[str, Any] = {}
         try:
             actor = self._acting_user(record)
             frames, extra = self._final_frames(actor, record, progress)
@@ -323,17 +328,22 @@ class ImportService:
                 source_id=record.metadata.get("sourceId") or f"import-{record.id}",
                 scan_id=extra.get("scanId"),
                 extra_assets=extra.get("assets", ()),
+                simulation_id=extra.get("simulationId"),
             )
         except StudioError as exc:
+            self._discard_unused(extra.get("assets", ()))
             return self._fail(record, str(exc), from_state=ImportState.IMPORTING)
         except Exception as exc:
             log.error("import %s: import failed (%s)", record.id, type(exc).__name__)
+            self._discard_unused(extra.get("assets", ()))
             self._fail(record, "The import failed unexpectedly; nothing was saved. Try again.",
                        from_state=ImportState.IMPORTING)
             raise
         done = self._infra.imports.transition(clinic_id, import_id, from_states=(ImportState.IMPORTING,),
                                               to=ImportState.DONE, simulationId=sim.id, progress=100, step="done")
         self._discard(done)
+        if self._on_version is not None:
+            self._on_version(clinic_id, sim.id)
         return done
 
     def _acting_user(self, record: SimulationImport) -> Actor:
@@ -347,9 +357,14 @@ class ImportService:
                       progress: Progress) -> tuple[list[NewFrame], dict[str, Any]]:
         chosen = [c for c in record.candidates if c.include]
         if record.source is ImportSource.STAGED_3D:
-            from core.services.staged3d import render_staged
+            from core.services.staged3d import render_staged, source_models
 
-            return render_staged(self._read_files(record), chosen, record.options, self._limits, progress), {}
+            files = self._read_files(record)
+            simulation_id = str(ObjectId())  # the kept model files refer to the version they belong to
+            return render_staged(files, chosen, record.options, self._limits, progress), {
+                "simulationId": simulation_id,
+                "assets": source_models(self._infra, actor, record, files, chosen=chosen,
+                                        simulation_id=simulation_id)}
         if record.source is ImportSource.ITERO:
             from core.services.itero import commit_itero
 
@@ -385,6 +400,12 @@ class ImportService:
                                  details={"importId": record.id, "source": record.source.value})
         self._discard(failed)
         return failed
+
+    def _discard_unused(self, docs: Sequence[dict[str, Any]]) -> None:
+        """Delete the stored files of asset documents that were never saved (the version failed)."""
+        for sha in {d["sha256"] for d in docs}:
+            if not self._infra.assets.sha256_in_use(sha) and not self._infra.imports.sha256_in_use(sha):
+                self._infra.store.delete(sha)
 
     def _discard(self, record: SimulationImport) -> None:
         """Delete staged blobs no live import and no gallery record needs any more."""

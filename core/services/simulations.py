@@ -173,12 +173,14 @@ class SimulationService:
         scan_id: str | None = None,
         queue_renditions: bool = True,
         extra_assets: Sequence[dict[str, Any]] = (),
+        simulation_id: str | None = None,
     ) -> TreatmentSimulation:
         """Store the frames and add them as the next ACTIVE version of the series, atomically.
 
         On any failure nothing remains: no version, no asset records, no unreferenced files.
         `extra_assets` (documents from `AssetRepository.new_document`, e.g. the source recording or
-        scan files of an import) are inserted in the same transaction.
+        scan files of an import) are inserted in the same transaction. `simulation_id` fixes the new
+        version's id in advance (so those assets can refer to it, and a retried job can find it).
         """
         actor.require(Permission.IMAGING_CAPTURE)
         clinic_id = actor.clinic_id
@@ -192,7 +194,7 @@ class SimulationService:
             raise ValidationError("Give the simulation a name (e.g. 'ClinCheck v2, upper and lower').")
         self._check_frames(frames)
 
-        simulation_id = str(ObjectId())
+        simulation_id = simulation_id or str(ObjectId())
         stored: list[str] = []
         asset_docs: list[dict[str, Any]] = []
         frame_records: list[Frame] = []

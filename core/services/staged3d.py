@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.domain import CLINICAL_VIEWS, ImportCandidate
+from core.domain import CLINICAL_VIEWS, AssetKind, ImportCandidate, SimulationImport
 from core.errors import ValidationError
 from core.imaging import encode_png
 from core.importing.limits import ImportLimits
 from core.importing.naming import parse_staged_model_name
+from core.infra import Infrastructure
+from core.permissions import Actor
 from core.services.simulations import NewFrame
 
 PREVIEW = (640, 360)
@@ -97,3 +99,25 @@ def render_staged(files: Sequence[tuple[str, bytes]], chosen: Sequence[ImportCan
                        for view in views]
             progress(round(90 * n / len(wanted)), f"rendered stage {n} of {len(wanted)}")
     return frames
+
+
+_MODEL_TYPES = {"stl": "model/stl", "ply": "model/ply", "obj": "model/obj"}
+
+
+def source_models(infra: Infrastructure, actor: Actor, record: SimulationImport, files: Sequence[tuple[str, bytes]], *,
+                  chosen: Sequence[ImportCandidate], simulation_id: str) -> list[dict[str, Any]]:
+    """The accepted stages' model files as SOURCE assets of the new version (the full-resolution source the
+    3D viewer's decimated models are made from). Inserted with the version, in its transaction."""
+    stages = _stages(files)
+    docs = []
+    for stage in dict.fromkeys(c.stage for c in chosen):
+        for arch, (name, data) in sorted(stages[stage].items()):
+            blob = infra.store.put(data)
+            extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+            docs.append(infra.assets.new_document(
+                actor.clinic_id, patient_id=record.patientId or "", kind=AssetKind.SOURCE,
+                content_type=_MODEL_TYPES.get(extension, "application/octet-stream"), size=blob.size,
+                sha256=blob.sha256, created_by=actor.id, label=f"{arch.title()} arch · stage {stage}",
+                simulation_id=simulation_id, tags=("source", "mesh", arch),
+                details={"importId": record.id, "stage": stage, "arch": arch}))
+    return docs
