@@ -3,11 +3,25 @@
 import streamlit as st
 
 from core.errors import PermissionDeniedError, StudioError
-from ui.context import NOTICE_KEY, USER_KEY, current_actor, idle_expired, services, show_error, sign_out
+from ui.context import (
+    NOTICE_KEY,
+    USER_KEY,
+    current_actor,
+    hand_over_session,
+    idle_expired,
+    navigate,
+    resume_from_cookie,
+    services,
+    show_error,
+    sign_out,
+)
 from ui.navigation import pages_for
 
 st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":material/dentistry:", layout="wide")
 SETTINGS = services().infra.settings
+#: Set by a sign-in on this page: the browser still has to fetch its session cookie.
+HANDOVER_KEY = "session_handover"
+LEAVE_KEY = "leave_to"
 
 
 def sign_in_page() -> None:
@@ -39,6 +53,7 @@ def sign_in_page() -> None:
                 show_error(exc)
             else:
                 st.session_state[USER_KEY] = user_id
+                st.session_state[HANDOVER_KEY] = "development"
                 st.rerun()
 
 
@@ -48,8 +63,8 @@ def oidc_session() -> None:
         if SETTINGS.oidc_configured and st.session_state.get(USER_KEY):
             sign_out("provider session ended")
         return
-    if st.session_state.get(USER_KEY):
-        return
+    if st.session_state.get(USER_KEY) or resume_from_cookie():
+        return  # already mapped in this page, or the browser's session cookie says who it is
     try:
         actor = services().sessions.oidc_signin(
             issuer=str(st.user.get("iss", "")), subject=str(st.user.get("sub", "")),
@@ -59,16 +74,23 @@ def oidc_session() -> None:
     except PermissionDeniedError:
         return  # sign_in_page explains
     st.session_state[USER_KEY] = actor.id
+    st.session_state[HANDOVER_KEY] = "oidc"
 
 
 def end_session() -> None:
     sign_out("user")
+    st.session_state[LEAVE_KEY] = "/auth/signout?next=/"  # the browser drops its session cookie
     if SETTINGS.oidc_configured and st.user.is_logged_in:
         st.logout()
 
 
 oidc_session()
+if leave := st.session_state.pop(LEAVE_KEY, None):
+    navigate(leave)
 actor = current_actor()
+if actor is not None and (method := st.session_state.pop(HANDOVER_KEY, None)):
+    with st.sidebar:
+        hand_over_session(actor, method=method)  # a reload from here on keeps the user signed in
 if actor is None:
     if SETTINGS.oidc_configured and st.user.is_logged_in and not st.session_state.get(USER_KEY) \
             and st.session_state.get(NOTICE_KEY):

@@ -57,6 +57,10 @@ class Settings:
     #: Keys of the audit chain's HMAC, `id:hex,...` (first one signs). Unset: a key file generated under
     #: DATA_DIR/keys on first use. Set it (the same value everywhere) when processes run on several hosts.
     audit_keys: str | None = field(default=None, repr=False)
+    #: Keys that sign download links (`LINK_KEYS`, same format; unset: DATA_DIR/keys/links.keys).
+    link_keys: str | None = field(default=None, repr=False)
+    #: Hours a browser session lasts at most, however active (the idle timeout ends it sooner).
+    session_hours: int = 12
     secrets_path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,5 +128,7 @@ def load_settings(
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),
         audit_keys=get("AUDIT_KEYS"),
+        link_keys=get("LINK_KEYS"),
+        session_hours=int(get("SESSION_HOURS", "12") or 12),
         secrets_path=path,
     )

@@ -34,6 +34,7 @@ from core.repositories import (
     ViewerHostRepository,
     ViewerLinkRepository,
 )
+from core.repositories.websessions import WebSessionRepository
 from core.storage import AssetStore, build_asset_store
 
 T = TypeVar("T")
@@ -99,6 +100,15 @@ class Infrastructure:
     def audit_keys(self) -> Keyring:
         return load_keyring(self.settings.audit_keys, self.settings.data_dir / "keys" / "audit.keys",
                             variable="AUDIT_KEYS")
+
+    @cached_property
+    def link_keys(self) -> Keyring:
+        return load_keyring(self.settings.link_keys, self.settings.data_dir / "keys" / "links.keys",
+                            variable="LINK_KEYS")
+
+    @cached_property
+    def web_sessions(self) -> WebSessionRepository:
+        return WebSessionRepository(self.db)
 
     @cached_property
     def audit(self) -> AuditRepository:

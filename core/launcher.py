@@ -194,7 +194,7 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
             _seed_if_empty(resolved, demo_profile)
         if streamlit_port is not None:
             stack.children.append(spawn("streamlit", [
-                sys.executable, "-m", "streamlit", "run", "app.py",
+                sys.executable, "-m", "streamlit", "run", "server.py",
                 "--server.port", str(streamlit_port), "--server.address", "127.0.0.1",
             ], env=stack.env, log_path=log_dir / "streamlit.log"))
         return stack

@@ -4,8 +4,9 @@ import streamlit as st
 
 from core.domain import AssetKind, Permission
 from core.errors import StudioError
-from core.services.visuals import GALLERY_KINDS, download_name
+from core.services.visuals import GALLERY_KINDS
 from ui.context import require_actor, services, show_error
+from ui.downloads import file_link
 from ui.paging import page_controls, page_cursor
 from ui.widgets import patient_picker
 
@@ -46,10 +47,7 @@ try:
                     facts.append("approved" if asset.details.get("approved") else "draft")
                 st.caption(" · ".join(facts))
                 if actor.can(Permission.IMAGING_EXPORT):
-                    st.download_button(
-                        "Download", data=lambda a=asset.id: services().visuals.download(actor, a)[0],
-                        file_name=download_name(asset), mime=asset.contentType, key=f"dl-{asset.id}",
-                        icon=":material/download:", on_click="ignore", width="stretch")
+                    file_link(actor, asset, width="stretch")
     page_controls(list_key, page)
 except StudioError as exc:
     show_error(exc)

@@ -38,9 +38,16 @@ def test_a_coordinator_signs_in_opens_a_patient_and_scrubs_frames(app_url, page,
     expect(page.get_by_text("Development sign-in")).to_be_visible()
     page.get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="coordinator@brightside.example").click()
-    page.get_by_role("button", name="Sign in").click()
-
+    with page.expect_response(lambda r: "/auth/session" in r.url, timeout=30_000):  # the HttpOnly cookie
+        page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
     expect(page.get_by_role("heading", name="Patients")).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "tss_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    page.reload()  # a reload keeps the user signed in
+    expect(page.get_by_role("heading", name="Patients")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign in")).to_have_count(0)
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.get_by_label("Search patients").fill("Okafor")
     page.get_by_label("Search patients").press("Enter")
     expect(page.get_by_text("Okafor, Maya").first).to_be_visible()
@@ -57,6 +64,13 @@ def test_a_coordinator_signs_in_opens_a_patient_and_scrubs_frames(app_url, page,
     slider.press("ArrowRight")
     expect(page.get_by_text("Stage 2 of 3")).to_be_visible()
     expect(page.get_by_test_id("stImage").first.locator("img")).not_to_have_attribute("src", first_src)
+    image_url = page.get_by_test_id("stImage").first.locator("img").get_attribute("src")
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the picture's URL, outside the session
+        urllib.request.urlopen(app_url + image_url if image_url.startswith("/") else image_url, timeout=10)
+    assert refused.value.code == 401
     shot = tmp_path / "viewer.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000

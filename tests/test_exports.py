@@ -218,6 +218,9 @@ def test_a_coordinator_queues_a_video_from_the_page_and_downloads_it(services, w
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60)
     at.session_state["user_id"] = world.users[Role.COORDINATOR].id
     at.session_state["simulation_id"] = sim.id
+    _, web_session = services.sessions.start_web_session(services.sessions.sign_in_ticket(world.actor(),
+                                                                                          method="test"))
+    at.session_state["web_session_id"] = web_session.id  # as after the browser fetched its cookie
     at.run()
     at.switch_page("pages/simulation.py").run()
     at.toggle(key="render-open").set_value(True).run()
@@ -231,6 +234,7 @@ def test_a_coordinator_queues_a_video_from_the_page_and_downloads_it(services, w
     assert done.state is ExportState.DONE, done.error
     at.run()  # the progress panel now shows the finished export
     assert any("ready" in s.value for s in at.success)
-    buttons = at.get("download_button")
-    assert buttons, "a download button is offered"
+    links = [b.proto.url for b in at.get("link_button")]
+    assert any(url.startswith("/files/") and "&s=" in url for url in links), "a signed download link is offered"
+    assert not at.get("download_button"), "patient files never go through Streamlit's media store"
     st.cache_resource.clear()

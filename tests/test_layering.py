@@ -11,8 +11,8 @@ import pytest
 from core.config import PROJECT_ROOT
 
 FORBIDDEN_IN_UI = {"pymongo", "bson", "gridfs", "redis", "rq", "PIL", "cv2", "fpdf", "av", "secantus"}
-UI_FILES = sorted([PROJECT_ROOT / "app.py", *(PROJECT_ROOT / "pages").glob("*.py"),
-                   *(PROJECT_ROOT / "ui").glob("*.py")])
+UI_FILES = sorted([PROJECT_ROOT / "app.py", PROJECT_ROOT / "server.py", *(PROJECT_ROOT / "pages").glob("*.py"),
+                   *(PROJECT_ROOT / "ui").glob("*.py"), *(PROJECT_ROOT / "web").glob("*.py")])
 
 
 def _imported_roots(path) -> set[str]:
@@ -28,6 +28,12 @@ def _imported_roots(path) -> set[str]:
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_pages_and_app_import_no_infrastructure(path):
     assert not (_imported_roots(path) & FORBIDDEN_IN_UI)
+
+
+def test_http_routes_never_import_streamlit():
+    offenders = [str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "web").rglob("*.py")
+                 if "streamlit" in _imported_roots(p)]
+    assert offenders == []
 
 
 def test_core_never_imports_streamlit():

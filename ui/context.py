@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from urllib.parse import quote, urlsplit
 
 import streamlit as st
 
@@ -17,6 +19,9 @@ PATIENT_KEY = "patient_id"
 SIMULATION_KEY = "simulation_id"
 ACTIVITY_KEY = "last_activity"
 NOTICE_KEY = "signin_notice"
+#: The browser session (the hash of its HttpOnly cookie), once the browser holds the cookie.
+WEB_SESSION_KEY = "web_session_id"
+COOKIE = "tss_session"
 
 
 @st.cache_resource(show_spinner=False)
@@ -36,8 +41,13 @@ def current_actor(*, touch: bool = True) -> Actor | None:
 
     A session idle for longer than the configured timeout is signed out first.
     """
-    user_id = st.session_state.get(USER_KEY)
+    user_id = st.session_state.get(USER_KEY) or resume_from_cookie()
     if not user_id:
+        return None
+    web_session = st.session_state.get(WEB_SESSION_KEY)
+    if web_session and not services().sessions.session_valid(web_session):
+        sign_out("ended elsewhere")  # signed out in another tab, timed out or revoked
+        st.session_state[NOTICE_KEY] = "Your session ended; sign in again."
         return None
     if idle_expired():
         sign_out("idle")
@@ -54,13 +64,56 @@ def current_actor(*, touch: bool = True) -> Actor | None:
     return actor
 
 
+def _cookie() -> str:
+    with contextlib.suppress(Exception):  # no browser request behind this run (e.g. AppTest)
+        value = st.context.cookies.get(COOKIE)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def resume_from_cookie() -> str | None:
+    """Sign the page in from the browser's session cookie (a reload, a new tab, a shared link)."""
+    secret = _cookie()
+    if not secret:
+        return None
+    resumed = services().sessions.resume(secret)
+    if resumed is None:
+        return None
+    st.session_state[USER_KEY] = resumed.actor.id
+    st.session_state[WEB_SESSION_KEY] = resumed.session.id
+    st.session_state[ACTIVITY_KEY] = time.time()
+    return resumed.actor.id
+
+
+def current_path() -> str:
+    """This page's path and query (for returning to it after signing in)."""
+    with contextlib.suppress(Exception):
+        url = urlsplit(st.context.url or "/")
+        return (url.path or "/") + (f"?{url.query}" if url.query else "")
+    return "/"
+
+
+def navigate(path: str) -> None:
+    """Send the browser to a path of this site (the app's own routes: sign-in cookie, sign-out)."""
+    target = json.dumps(path)
+    st.html(f"<script>window.location.replace({target});</script>", unsafe_allow_javascript=True)
+    st.caption(f"Continuing… [click here if nothing happens]({path})")
+
+
+def hand_over_session(actor: Actor, *, method: str) -> None:
+    """After a sign-in on this page, give the browser its session cookie (and come back here)."""
+    ticket = services().sessions.sign_in_ticket(actor, method=method)
+    navigate(f"/auth/session?ticket={quote(ticket)}&next={quote(current_path(), safe='')}")
+
+
 def sign_out(reason: str = "user") -> None:
-    """Forget everything about the session (ids, selections, cached UI state)."""
+    """Forget everything about the session (ids, selections, cached UI state); end the browser session."""
     user_id = st.session_state.get(USER_KEY)
     if user_id:
         # A deleted/disabled account has nobody to attribute the sign-out to.
         with contextlib.suppress(PermissionDeniedError):
-            services().sessions.signed_out(services().sessions.load_actor(user_id), reason)
+            services().sessions.signed_out(services().sessions.load_actor(user_id), reason,
+                                           session_id=st.session_state.get(WEB_SESSION_KEY))
     notice = st.session_state.get(NOTICE_KEY)
     for key in list(st.session_state.keys()):
         del st.session_state[key]

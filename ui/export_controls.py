@@ -6,8 +6,8 @@ import streamlit as st
 
 from core.imaging.sizes import PRINT_SIZES, SCREEN_SIZES
 from core.permissions import Actor
-from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays, download_name
-from ui.context import services
+from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays
+from ui.downloads import file_link
 
 SIZE_LABELS = {**{k: s.label for k, s in SCREEN_SIZES.items()},
                **{k: f"{s.label} · 300 DPI print" for k, s in PRINT_SIZES.items()}}
@@ -44,7 +44,5 @@ def export_result(actor: Actor, result: ExportResult) -> None:
     else:
         st.success(f"Saved to the patient's gallery: {result.export.name}", icon=":material/check_circle:")
     asset = result.asset
-    st.download_button(
-        "Download", data=lambda: services().visuals.download(actor, asset.id)[0], file_name=download_name(asset),
-        mime=asset.contentType, icon=":material/download:", key=f"dl-{asset.id}", on_click="ignore")
+    file_link(actor, asset)
     st.caption(f"{asset.width} × {asset.height} px · {asset.size / 1e6:.1f} MB · SHA-256 {asset.sha256[:16]}…")

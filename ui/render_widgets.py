@@ -7,8 +7,8 @@ import streamlit as st
 from core.domain import ExportState, ExportType, ImagingAsset, SimulationExport, TreatmentSimulation
 from core.permissions import Actor
 from core.services.exports import RenderRequest
-from core.services.visuals import download_name
 from ui.context import services
+from ui.downloads import file_link
 from ui.export_controls import overlay_controls
 
 FOLLOW_KEY = "followed_exports"
@@ -97,7 +97,5 @@ def export_progress(actor: Actor, export_id: str) -> None:
 
 def download_button(actor: Actor, export: SimulationExport, asset: ImagingAsset) -> None:
     """Download an export's file (`asset`, from `ExportService.files`: one query for a whole list)."""
-    asset_id = asset.id
-    st.download_button("Download", data=lambda: services().visuals.download(actor, asset_id)[0],
-                       file_name=download_name(asset), mime=asset.contentType, key=f"dl-export-{export.id}",
-                       icon=":material/download:", on_click="ignore")
+    file_link(actor, asset)
+

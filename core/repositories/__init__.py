@@ -16,8 +16,10 @@ from core.repositories.people import (
 )
 from core.repositories.simulations import SimulationRepository
 from core.repositories.viewers import ViewerHostRepository, ViewerLinkRepository
+from core.repositories.websessions import WebSessionRepository
 
 ALL_REPOSITORIES = (
+    WebSessionRepository,
     ClinicRepository,
     UserRepository,
     PatientRepository,
@@ -52,4 +54,5 @@ __all__ = [
     "UserRepository",
     "ViewerHostRepository",
     "ViewerLinkRepository",
+    "WebSessionRepository",
 ]

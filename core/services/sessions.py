@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.domain import Clinic, Permission, Role, User
 from core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.repositories.base import utcnow
+from core.repositories.websessions import WebSession
 
 
 @dataclass(frozen=True)
 class SignInChoice:
     user: User
     clinic: Clinic
+
+
+#: A sign-in ticket is traded for the session cookie by the browser within this time, once.
+TICKET_TTL = timedelta(minutes=2)
+#: A download link works for this long, for the session that got it.
+LINK_TTL = timedelta(minutes=10)
+#: How often a session's "last seen" is written (not on every rerun).
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ResumedSession:
+    actor: Actor
+    session: WebSession
+
+
+@dataclass(frozen=True)
+class DownloadGrant:
+    """What a verified download link allows: this actor, this asset."""
+
+    actor: Actor
+    asset_id: str
+    session_id: str
 
 
 class SessionService:
@@ -61,9 +87,78 @@ class SessionService:
                                  details={"method": "oidc", "issuer": issuer, "subject": subject})
         return actor
 
-    def signed_out(self, actor: Actor, reason: str) -> None:
+    def signed_out(self, actor: Actor, reason: str, *, session_id: str | None = None) -> None:
+        if session_id:
+            self._infra.web_sessions.revoke(session_id, reason=reason)
         self._infra.audit.append(actor.clinic_id, action="signout", user_id=actor.id, role=actor.role.value,
                                  details={"reason": reason})
+
+    # --- browser sessions: an HttpOnly cookie that outlives a page load ----------------------------------
+    def sign_in_ticket(self, actor: Actor, *, method: str) -> str:
+        """A one-time code the signed-in page hands the browser to fetch its session cookie."""
+        return self._infra.web_sessions.issue_ticket(actor.clinic_id, actor.id, method=method, ttl=TICKET_TTL)
+
+    def start_web_session(self, ticket: str) -> tuple[str, WebSession]:
+        """Trade a ticket for a session: (cookie secret, session). Refused when used, expired or unknown."""
+        started = self._infra.web_sessions.redeem(ticket, lifetime=timedelta(hours=self._infra.settings.session_hours))
+        if started is None:
+            raise PermissionDeniedError("That sign-in link was already used or has expired; sign in again.")
+        secret, session = started
+        actor = self.load_actor(session.userId)
+        self._infra.audit.append(actor.clinic_id, action="session.started", user_id=actor.id, role=actor.role.value,
+                                 details={"method": session.method})
+        return secret, session
+
+    def resume(self, secret: str) -> ResumedSession | None:
+        """The signed-in user of a cookie, or None (unknown, revoked, expired or idle too long).
+
+        Idle and expired sessions are revoked here, so a stolen cookie stops working with them.
+        """
+        session = self._infra.web_sessions.find(secret)
+        if session is None or session.revokedAt is not None:
+            return None
+        now = utcnow()
+        idle = timedelta(minutes=self._infra.settings.idle_timeout_minutes)
+        if now >= session.expiresAt or now - session.lastSeenAt > idle:
+            self._infra.web_sessions.revoke(session.id, reason="expired" if now >= session.expiresAt else "idle")
+            return None
+        try:
+            actor = self.load_actor(session.userId)
+        except PermissionDeniedError:
+            self._infra.web_sessions.revoke(session.id, reason="revoked")
+            return None
+        if now - session.lastSeenAt > TOUCH_EVERY:
+            self._infra.web_sessions.touch(session.id, now)
+        return ResumedSession(actor, session)
+
+    def session_valid(self, session_id: str) -> bool:
+        """Whether a session (by id) is still live: a sign-out elsewhere or a revocation ends it."""
+        doc = self._infra.web_sessions.get(session_id)
+        return doc is not None and doc.revokedAt is None and utcnow() < doc.expiresAt
+
+    def download_link(self, actor: Actor, session_id: str, asset_id: str) -> str:
+        """A link to one file for this session only, for `LINK_TTL` (the path carries no patient data)."""
+        expires = int((utcnow() + LINK_TTL).timestamp())
+        message = f"{asset_id}|{actor.id}|{session_id}|{expires}".encode()
+        keys = self._infra.link_keys
+        return f"/files/{asset_id}?e={expires}&k={keys.current}&s={keys.sign(message)}"
+
+    def check_download(self, secret: str, asset_id: str, *, expires: str, key_id: str, signature: str
+                       ) -> DownloadGrant:
+        """Verify a download link against the cookie that comes with it; raises PermissionDeniedError."""
+        resumed = self.resume(secret)
+        if resumed is None:
+            raise PermissionDeniedError("Sign in to download this file.")
+        try:
+            expiry = int(expires)
+        except ValueError as exc:
+            raise PermissionDeniedError("This download link is not valid.") from exc
+        message = f"{asset_id}|{resumed.actor.id}|{resumed.session.id}|{expiry}".encode()
+        if not self._infra.link_keys.verify(message, signature, key_id):
+            raise PermissionDeniedError("This download link belongs to another session; open the file from the app.")
+        if utcnow().timestamp() > expiry:
+            raise PermissionDeniedError("This download link has expired; open the file from the app again.")
+        return DownloadGrant(resumed.actor, asset_id, resumed.session.id)
 
     # --- admin: users of the clinic -----------------------------------------------------------------
     def invite(self, actor: Actor, *, email: str, name: str, role: Role) -> User:
