@@ -118,17 +118,29 @@ class FrameRange:
             )
 
 
+class PatientNames(CoerciveEnum):
+    """How much of a patient's name an output may show (a clinic's ceiling, or a caption choice)."""
+
+    NONE = "none"
+    INITIALS = "initials"
+    FULL = "full"
+
+
 @dataclass(frozen=True)
 class Clinic:
     id: str
     name: str
     slug: str
-    showPatientNames: bool = False
+    patientNames: PatientNames = PatientNames.INITIALS
     createdAt: datetime | None = None
     #: Branding for decks and exports, set by an admin.
     primaryColor: str = "#0f766e"
     footerText: str = ""
     logoSha256: str | None = None
+
+    @property
+    def showPatientNames(self) -> bool:
+        return self.patientNames is PatientNames.FULL
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from redis import Redis
 
 from core.config import Settings
 from core.db import connect
-from core.domain import Clinic
+from core.domain import Clinic, PatientNames
 from core.keys import Keyring, load_keyring
 from core.queueing import connect_redis
 from core.repositories import (
@@ -52,11 +52,10 @@ class Infrastructure:
         with self.db.client.start_session() as session:
             return session.with_transaction(write)
 
-    def create_clinic(self, *, name: str, slug: str, show_patient_names: bool = False,
+    def create_clinic(self, *, name: str, slug: str, patient_names: PatientNames = PatientNames.INITIALS,
                       created_at: datetime | None = None) -> Clinic:
         """A new clinic with the head of its audit chain (a clinic without one reads as a wiped trail)."""
-        clinic = self.clinics.create(name=name, slug=slug, show_patient_names=show_patient_names,
-                                     created_at=created_at)
+        clinic = self.clinics.create(name=name, slug=slug, patient_names=patient_names, created_at=created_at)
         self.audit.start_chain(clinic.id)
         return clinic
 

@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from core.domain import Permission
+from core.domain import PatientNames, Permission
 from core.errors import StudioError
 from ui.context import require_actor, services, show_error
 from ui.deck_widgets import deck_preview, slide_editor
 from ui.render_widgets import FOLLOW_KEY, export_progress, follow
 from ui.widgets import patient_picker
+
+CAPTIONS = {PatientNames.NONE: "Not at all", PatientNames.INITIALS: "Initials", PatientNames.FULL: "Full name"}
 
 actor = require_actor()
 st.title("Presentations")
@@ -42,11 +44,15 @@ try:
         slide_editor(actor, deck)
     deck_preview(actor, deck)
     st.subheader("Download")
+    allowed = services().sessions.clinic(actor).patientNames
+    levels = [level for level in PatientNames if list(PatientNames).index(level) <= list(PatientNames).index(allowed)]
+    caption = st.segmented_control("Name the patient on the title slide", levels, default=PatientNames.NONE,
+                                   format_func=CAPTIONS.__getitem__, key="deck-caption") or PatientNames.NONE
     cols = st.columns(4)
     for col, (output, label) in zip(cols, (("pptx", "PowerPoint"), ("pdf", "PDF"), ("handout", "Handout PDF"),
                                           ("pack", "Consult pack (ZIP)")), strict=True):
         if actor.can(Permission.IMAGING_EXPORT) and col.button(label, key=f"build-{output}", width="stretch"):
-            follow(services().exports.request_deck(actor, deck.id, output))
+            follow(services().exports.request_deck(actor, deck.id, output, caption=caption))
     for export_id in st.session_state.get(FOLLOW_KEY, [])[:4]:
         export_progress(actor, export_id)
 except StudioError as exc:

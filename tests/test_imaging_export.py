@@ -276,21 +276,19 @@ def test_text_scales_with_the_image_size():
     assert (large[3] - large[1]) > 4 * (small[3] - small[1])
 
 
-def test_em_dash_and_accents_render_as_glyphs_not_missing_boxes():
-    # The bundled font lacks "—" and "é" (it would draw its missing-glyph box): they are drawn as
-    # a bar and as "e" plus a composed accent.
-    assert font(32).getmask("—").getbbox() == font(32).getmask("\uffff").getbbox()
-    canvas = np.zeros((60, 400, 3), np.uint8)
-    draw_text(canvas, "a — b", (10, 10), 32)
-    ink_rows = np.nonzero(canvas[:, 40:70].any(axis=(1, 2)))[0]  # the dash sits between "a" and "b"
-    assert 0 < ink_rows.size <= 5  # a thin bar, not a tall box
+@pytest.mark.parametrize("name", ["José Müller — Øre", "Ελένη Παπαδοπούλου", "Анна Иванова", "山田太郎",
+                                  "김민준", "张伟", "Zoë Ærø-Ñúñez"])
+def test_names_in_every_script_render_as_their_own_glyphs(name):
+    from core.imaging.overlays import _tokens, fallback_font
 
-    plain, accented = np.zeros((60, 60, 3), np.uint8), np.zeros((60, 60, 3), np.uint8)
-    draw_text(plain, "e", (10, 10), 32)
-    draw_text(accented, "é", (10, 10), 32)
-    e_top = np.nonzero(plain.any(axis=(1, 2)))[0].min()
-    extra = changed(accented, plain)
-    assert extra.any() and not extra[e_top:].any()  # only an accent above the letter was added
+    assert "?" not in "".join(t.text for t in _tokens(name))  # nothing transliterated away
+    canvas = np.zeros((80, 40 * len(name) + 40, 3), np.uint8)
+    draw_text(canvas, name, (10, 10), 32)
+    assert canvas.any()
+    for token in _tokens(name):
+        typeface = fallback_font(32) if token.kind == "cjk" else font(32)
+        missing = typeface.getmask("\uffff").getbbox()
+        assert all(typeface.getmask(ch).getbbox() != missing for ch in token.text if not ch.isspace()), token
 
 
 def test_long_captions_shrink_and_never_overlap():

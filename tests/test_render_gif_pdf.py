@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
+import subprocess
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +20,7 @@ from core.imaging import encode_png
 from core.rendering import ListSource
 from core.rendering.archive import frames_zip
 from core.rendering.gif import MIN_FPS, MIN_WIDTH, GifSpec, render_gif
-from core.rendering.pdf import CREATOR, PdfPage, PdfSpec, latin1, place_image, render_pdf
+from core.rendering.pdf import CREATOR, PdfPage, PdfSpec, place_image, render_pdf
 from core.rendering.probe import pdf_info, probe_media
 from core.rendering.video import VideoSpec, plan
 
@@ -162,7 +165,43 @@ def test_pdf_page_validation() -> None:
         PdfPage("comparison", "x", images=(photo(10, 10), photo(10, 10)), captions=("a",))
     with pytest.raises(ValidationError, match="Paper 'a3'"):
         PdfSpec(paper="a3")
-    assert latin1("Łukasz — “ok” José") == 'Lukasz - "ok" José'
+
+
+NAMES = ("José Müller-Łukasz", "Ελένη Παπαδοπούλου", "Анна Иванова", "山田太郎", "김민준", "张伟")
+
+
+def embedded_fonts(data: bytes) -> tuple[list[bytes], int]:
+    """(BaseFont names, how many font descriptors carry an embedded font file) of a PDF."""
+    names = re.findall(rb"/BaseFont\s*/([^\s/<>\[\]]+)", data)
+    objects = re.findall(rb"\d+ 0 obj\s*<<(.*?)>>\s*(?:stream|endobj)", data, re.S)
+    descriptors = [o for o in objects if re.search(rb"/Type\s*/FontDescriptor", o)]
+    return names, sum(1 for d in descriptors if re.search(rb"/FontFile[23]?\b", d))
+
+
+def test_pdf_text_in_every_script_is_printed_with_embedded_fonts(tmp_path: Path) -> None:
+    pages = [PdfPage("cover", "Treatment simulation", lines=tuple(f"Patient: {n}" for n in NAMES)),
+             PdfPage("image", "Σύγκριση — сравнение", images=(photo(800, 600),), captions=("山田 · Анна",))]
+    out = tmp_path / "names.pdf"
+    render_pdf(pages, PdfSpec(), out, footer="Clínica Ñandú")
+    data = out.read_bytes()
+    names, embedded = embedded_fonts(data)
+    assert b"Helvetica" not in data and names, names
+    descriptors = len(re.findall(rb"/Type\s*/FontDescriptor", data))
+    assert descriptors >= 2 and embedded == descriptors  # the main face and the CJK fallback, both embedded
+    if shutil.which("pdffonts"):
+        table = subprocess.run(["pdffonts", str(out)], capture_output=True, text=True, check=True).stdout
+        rows = table.splitlines()[2:]
+        assert rows and all(" yes " in row for row in rows), table  # emb = yes for every font
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        for name in NAMES:
+            assert name in text, (name, text)
+
+
+def test_a_latin_only_pdf_does_not_carry_the_large_cjk_font(tmp_path: Path) -> None:
+    out = tmp_path / "latin.pdf"
+    render_pdf([PdfPage("cover", "Treatment simulation", lines=("Patient: José Müller",))], PdfSpec(), out)
+    assert out.stat().st_size < 100_000 and b"CJK" not in out.read_bytes()
 
 
 def test_pdf_is_deterministic_with_a_fixed_date(tmp_path: Path) -> None:

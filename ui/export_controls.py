@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.domain import PatientNames
 from core.imaging.sizes import PRINT_SIZES, SCREEN_SIZES
 from core.permissions import Actor
 from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays
+from ui.context import current_actor, services
 from ui.downloads import file_link
 
 SIZE_LABELS = {**{k: s.label for k, s in SCREEN_SIZES.items()},
@@ -25,12 +27,17 @@ def output_controls(key: str, *, default: str = "1080p") -> OutputSpec:
 
 
 def overlay_controls(key: str, *, approved: bool) -> Overlays:
+    """Caption toggles of an export; the patient caption offers only what the clinic's policy allows."""
     cols = st.columns(4)
     stage = cols[0].toggle("Stage label", value=True, key=f"{key}-stage")
     date = cols[1].toggle("Date", value=True, key=f"{key}-date")
     clinic = cols[2].toggle("Clinic name", value=True, key=f"{key}-clinic")
-    patient = cols[3].selectbox("Patient caption", PATIENT_TEXT, key=f"{key}-patient",
-                                format_func={"none": "None", "initials": "Initials", "full": "Full name"}.__getitem__)
+    actor = current_actor(touch=False)
+    ceiling = services().sessions.clinic(actor).patientNames if actor else PatientNames.NONE
+    choices = PATIENT_TEXT[:PATIENT_TEXT.index(ceiling.value) + 1]
+    patient = cols[3].selectbox("Patient caption", choices, key=f"{key}-patient",
+                                format_func={"none": "None", "initials": "Initials", "full": "Full name"}.__getitem__,
+                                help="Your clinic's setting decides how much of a name exports may show.")
     st.caption("Patient-facing images always carry “Simulated outcome — not a guarantee of results”."
                + ("" if approved else " This version is not approved: exports carry a **DRAFT — not approved** "
                                      "watermark."))

@@ -21,7 +21,7 @@ and leave a wide writing column; the handout holds only the handout pages.
 
 Metadata: /Creator ("Treatment Simulation Studio"), fpdf2's /Producer and /CreationDate only — no
 title, author, subject or keywords, so slide text (patient names) never reaches the info dict.
-Text uses Helvetica (Latin-1; other characters are transliterated, see `core.rendering.pdf.latin1`).
+Text uses the embedded typefaces of `core.rendering.pdf.use_fonts` (DejaVu Sans, Noto Sans CJK fallback).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from core.decks.layout import Box, picture_cells
 from core.decks.model import DISCLAIMER, Branding, DeckResult, SlideContent, check_deck
 from core.errors import ValidationError
 from core.rendering import Progress, report
-from core.rendering.pdf import CREATOR, PdfSpec, _clip, _jpeg, latin1, place_image, write_pdf
+from core.rendering.pdf import CREATOR, FONT, PdfSpec, _clip, _jpeg, place_image, printable, use_fonts, write_pdf
 
 PER_PAGE = (2, 3, 4)
 MIN_DPI = 300
@@ -95,16 +95,16 @@ class _SlideWriter:
         return fx + x * self.scale, fy + y * self.scale, w * self.scale, h * self.scale
 
     def _font(self, size: float, style: str = "", color: tuple[int, int, int] = INK) -> None:
-        self.pdf.set_font("Helvetica", style, size * self.scale)
+        self.pdf.set_font(FONT, style, size * self.scale)
         self.pdf.set_text_color(*color)
 
     def _cell(self, box: Box, text: str, *, align: str = "L") -> None:
         x, y, w, h = box
         self.pdf.set_xy(x, y)
-        self.pdf.cell(w, h, _clip(self.pdf, latin1(text), w), align=align)
+        self.pdf.cell(w, h, _clip(self.pdf, printable(text), w), align=align)
 
     def _wrapped(self, text: str, width: float) -> list[str]:
-        lines = self.pdf.multi_cell(width, text=latin1(text), dry_run=True, output=MethodReturnValue.LINES)
+        lines = self.pdf.multi_cell(width, text=printable(text), dry_run=True, output=MethodReturnValue.LINES)
         return [str(line) for line in lines] or [""]
 
     def _paragraphs(self, lines: Sequence[str], box: Box, line_h: float, *, bullet: bool = False) -> float:
@@ -272,11 +272,11 @@ def _handout(writer: _SlideWriter, deck: tuple[SlideContent, ...], page_mm: tupl
             pdf.add_page()
             pdf.set_fill_color(*branding.primary_color)
             pdf.rect(0, 0, page_w, BAR_H, style="F")
-            pdf.set_font("Helvetica", "B", 12)
+            pdf.set_font(FONT, "B", 12)
             pdf.set_text_color(*INK)
             pdf.set_xy(HANDOUT_MARGIN, 9)
-            pdf.cell(content_w * 0.7, 7, _clip(pdf, latin1(branding.clinic_name), content_w * 0.7))
-            pdf.set_font("Helvetica", "", 9)
+            pdf.cell(content_w * 0.7, 7, _clip(pdf, printable(branding.clinic_name), content_w * 0.7))
+            pdf.set_font(FONT, "", 9)
             pdf.set_text_color(*MUTED)
             pdf.set_xy(page_w - HANDOUT_MARGIN - content_w * 0.3, 9)
             pdf.cell(content_w * 0.3, 7, f"Page {number // per_page + 1} / {pages}", align="R")
@@ -307,6 +307,8 @@ def build_pdf(slides: Sequence[SlideContent], branding: Branding, out_path: Path
     page_mm = PdfSpec(paper=paper, orientation="portrait").page_mm if handout else landscape
     pdf = _document(page_mm)
     pdf.set_creation_date(_aware(created))
+    use_fonts(pdf, [branding.clinic_name, branding.footer,
+                    *(t for c in deck for t in (c.title, c.caption, c.notes, *c.lines))])
     writer = _SlideWriter(pdf, branding)
     if handout:
         _handout(writer, deck, page_mm, per_page=per_page, slide_aspect=landscape[0] / landscape[1],

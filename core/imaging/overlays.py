@@ -1,12 +1,10 @@
 """Burned-in overlays (disclaimer stamp, draft watermark, clinic/patient/stage/date captions) and the
 text primitives `compose` shares: measured text, text on a semi-opaque rounded plate.
 
-Text uses Pillow's bundled scalable font (`ImageFont.load_default(size=...)`, Aileron Regular), so no
-font files are needed. That font covers printable ASCII plus a little punctuation only. To keep
-rendering correct anyway: em/en dashes and minus are drawn as bars, Latin letters with an acute,
-grave, circumflex, tilde, diaeresis or ring accent are composed from the base letter and an accent
-mark (so "José Müller" renders as such), and other characters are transliterated to ASCII
-("ß" -> "ss", "ł" -> "l", "ç" -> "c") or, as a last resort, shown as "?". Never a missing-glyph box.
+Text uses DejaVu Sans (Latin with accents, Greek, Cyrillic, typographic punctuation) and falls back to
+Noto Sans CJK for Chinese, Japanese and Korean characters (core/fonts.py), so "José Müller",
+"Ελένη", "Анна" and "山田太郎" render as written. A character neither font has is transliterated
+to ASCII where that keeps it readable ("ﬁ" -> "fi"), else shown as "?": never a missing-glyph box.
 
 All geometry is a pure function of the image size and the spec (`overlay_boxes`), so callers and
 tests can know exactly which pixels an overlay may change.
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core import fonts
 from core.errors import ValidationError
 from core.imaging import _check_rgb
 
@@ -50,22 +49,28 @@ MIN_IMAGE = (160, 90)
 
 @lru_cache(maxsize=128)
 def font(size_px: int) -> ImageFont.FreeTypeFont:
-    """The bundled scalable font at `size_px` (cached: loading costs ~1 ms)."""
-    return ImageFont.load_default(size=max(1, int(size_px)))  # type: ignore[return-value]
+    """The main typeface at `size_px` (cached)."""
+    return ImageFont.truetype(str(fonts.regular()), max(1, int(size_px)))
+
+
+@lru_cache(maxsize=64)
+def fallback_font(size_px: int) -> ImageFont.FreeTypeFont:
+    """The CJK typeface at `size_px`, for characters the main one lacks."""
+    return ImageFont.truetype(str(fonts.cjk()), max(1, int(size_px)))
 
 
 _REF_PX = 200  # glyph ink boxes are measured once at this size and scaled
 
 
-@lru_cache(maxsize=1)
-def _missing_glyph() -> bytes:
-    return bytes(font(24).getmask("\uffff"))
-
-
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def _has_glyph(ch: str) -> bool:
-    """Whether the bundled font really has `ch` (others render as its missing-glyph box)."""
-    return ch == " " or bytes(font(24).getmask(ch)) != _missing_glyph()
+    """Whether the main typeface has `ch`."""
+    return ch == " " or ord(ch) in fonts.characters(fonts.regular())
+
+
+@lru_cache(maxsize=4096)
+def _has_fallback_glyph(ch: str) -> bool:
+    return ord(ch) in fonts.characters(fonts.cjk())
 
 
 @lru_cache(maxsize=64)
@@ -89,7 +94,7 @@ _FOLD = {"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", 
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "run" (plain text), "dash", "accent"
+    kind: str  # "run" (plain text), "cjk" (text in the fallback typeface), "dash", "accent"
     text: str  # run text, the dash char, or the base letter
     mark: str = ""  # accent: the spacing mark ("" = diaeresis)
 
@@ -118,6 +123,13 @@ def _tokens(text: str) -> tuple[_Token, ...]:
         if _has_glyph(ch):
             run.append(ch)
             continue
+        if _has_fallback_glyph(ch):
+            flush()
+            if tokens and tokens[-1].kind == "cjk":
+                tokens[-1] = _Token("cjk", tokens[-1].text + ch)
+            else:
+                tokens.append(_Token("cjk", ch))
+            continue
         if ch in _DASHES:
             flush()
             tokens.append(_Token("dash", ch))
@@ -135,6 +147,8 @@ def _tokens(text: str) -> tuple[_Token, ...]:
 def _token_advance(token: _Token, size: int) -> float:
     if token.kind == "dash":
         return _DASHES[token.text][0] * size
+    if token.kind == "cjk":
+        return float(fallback_font(size).getlength(token.text))
     return float(font(size).getlength(token.text))
 
 
@@ -160,6 +174,9 @@ def _draw_tokens(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, 
         if token.kind == "run":
             draw.text((x, y), token.text, font=typeface, anchor="la", fill=fill, stroke_width=stroke,
                       stroke_fill=stroke_fill)
+        elif token.kind == "cjk":  # on the main face's baseline, so mixed text sits on one line
+            draw.text((x, baseline), token.text, font=fallback_font(size), anchor="ls", fill=fill,
+                      stroke_width=stroke, stroke_fill=stroke_fill)
         elif token.kind == "dash":
             _, start, end = _DASHES[token.text]
             # Same stroke thickness and height as the font's own hyphen, so the bar matches the face.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import ValidationError
-from core.imaging.overlays import draw_text, fit_text, line_height, text_width
+from core.imaging.overlays import OverlaySpec, apply_overlays, draw_text, fit_text, line_height, text_width
 
 MAX_LINES = 6
 MAX_LINE_LENGTH = 120
@@ -25,6 +25,8 @@ class TitleCard:
 
     lines: tuple[str, ...]
     seconds: float = 2.0
+    #: An unapproved version: the card carries the same DRAFT watermark as every frame.
+    draft: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.lines, list):
@@ -64,4 +66,6 @@ def render_card(card: TitleCard, size: tuple[int, int], background: tuple[int, i
             draw_text(canvas, text, ((width - text_width(text, px)) // 2, top + (advance - line_height(px)) // 2),
                       px, color=color)
         top += advance
+    if card.draft:
+        canvas = apply_overlays(canvas, OverlaySpec(outcome_stamp=False, draft_watermark=True))
     return canvas

@@ -13,8 +13,9 @@ document stays fast and small.
 
 Metadata: only /Creator ("Treatment Simulation Studio"), fpdf2's /Producer and /CreationDate. No
 title, author, subject or keywords — page text is where the caller decides what is printed.
-Text uses the PDF core font Helvetica (no font files needed); it covers Latin-1, and other
-characters are transliterated ("—" -> "-", "ł" -> "l") rather than failing.
+Text uses embedded DejaVu Sans (Latin, Greek, Cyrillic), with Noto Sans CJK embedded as a fallback
+when the document has Chinese, Japanese or Korean text (core/fonts.py): print shops and PDF/A get
+every font embedded, and names print as written. A character neither font has prints as "?".
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 from fpdf import FPDF
 
+from core import fonts
 from core.errors import ValidationError
 from core.rendering import Progress, check_frame, report
 
@@ -48,21 +50,27 @@ MAX_LINES = 12
 MAX_COLUMNS = 6
 #: Headroom so rounding of placement coordinates (0.01 pt) can never drop below min_dpi.
 _DPI_HEADROOM = 1.001
-_FOLD = {"—": "-", "–": "-", "−": "-", "‒": "-", "‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"',
-         "…": "...", "•": "\u00b7", "€": "EUR", "ł": "l", "Ł": "L", "œ": "oe", "Œ": "OE", "\u2009": " ", "\u202f": " "}
 
 
-def latin1(text: str) -> str:
-    """`text` in the core font's Latin-1, transliterating what it lacks (never raises)."""
-    out = []
-    for ch in unicodedata.normalize("NFC", text):
-        if ord(ch) < 256:
-            out.append(ch)
-            continue
-        folded = _FOLD.get(ch) or "".join(c for c in unicodedata.normalize("NFKD", ch) if ord(c) < 256
-                                          and not unicodedata.combining(c))
-        out.append(folded or "?")
-    return "".join(out)
+#: The family every PDF uses (registered by `use_fonts`).
+FONT = "Sans"
+_CJK = "SansCJK"
+
+
+def use_fonts(pdf: FPDF, texts: Sequence[str]) -> None:
+    """Register the embedded typefaces on `pdf`; the CJK fallback only when `texts` need it (it is large)."""
+    pdf.add_font(FONT, "", str(fonts.regular()))
+    pdf.add_font(FONT, "B", str(fonts.bold()))
+    if any(fonts.needs_fallback(t) for t in texts):
+        pdf.add_font(_CJK, "", str(fonts.cjk()))
+        pdf.set_fallback_fonts([_CJK], exact_match=False)
+
+
+def printable(text: str) -> str:
+    """`text` as the embedded fonts can print it: NFC, and "?" for what neither typeface has."""
+    main, cjk = fonts.characters(fonts.regular()), fonts.characters(fonts.cjk())
+    return "".join(ch if ch.isspace() or ord(ch) in main or ord(ch) in cjk else "?"
+                   for ch in unicodedata.normalize("NFC", text))
 
 
 def _check_text(name: str, value: object) -> None:
@@ -208,14 +216,14 @@ def _jpeg(rgb: np.ndarray, size: tuple[int, int]) -> bytes:
 class _Document(FPDF):
     def __init__(self, spec: PdfSpec, footer_text: str) -> None:
         super().__init__(orientation="P", unit="mm", format=spec.page_mm)
-        self.footer_text = latin1(footer_text)
+        self.footer_text = printable(footer_text)
         self.set_auto_page_break(False)
         self.set_margins(MARGIN, MARGIN, MARGIN)
         self.alias_nb_pages()
 
     def footer(self) -> None:
         self.set_y(-MARGIN + 2)
-        self.set_font("Helvetica", size=8)
+        self.set_font(FONT, size=8)
         self.set_text_color(100, 116, 139)
         width = self.w - 2 * MARGIN
         if self.footer_text:
@@ -248,15 +256,15 @@ class _Writer:
         pdf = self.pdf
         pdf.add_page()
         pdf.set_xy(MARGIN, MARGIN)
-        pdf.set_font("Helvetica", "B", 18)
+        pdf.set_font(FONT, "B", 18)
         pdf.set_text_color(30, 41, 59)
-        pdf.cell(self.content_w, TITLE_MM, _clip(pdf, latin1(title), self.content_w), align="L")
+        pdf.cell(self.content_w, TITLE_MM, _clip(pdf, printable(title), self.content_w), align="L")
         y = MARGIN + TITLE_MM
-        pdf.set_font("Helvetica", size=10)
+        pdf.set_font(FONT, size=10)
         pdf.set_text_color(71, 85, 105)
         for line in lines:
             pdf.set_xy(MARGIN, y)
-            pdf.cell(self.content_w, LINE_MM, _clip(pdf, latin1(line), self.content_w), align="L")
+            pdf.cell(self.content_w, LINE_MM, _clip(pdf, printable(line), self.content_w), align="L")
             y += LINE_MM
         return y + GAP / 2
 
@@ -268,27 +276,27 @@ class _Writer:
         self.pdf.image(io.BytesIO(_jpeg(rgb, pixels)), x=px, y=py, w=pw, h=ph)
         self.placements.append(Placement(self.pdf.page_no(), px, py, pw, ph, *pixels))
         if caption:
-            self.pdf.set_font("Helvetica", size=9)
+            self.pdf.set_font(FONT, size=9)
             self.pdf.set_text_color(51, 65, 85)
             self.pdf.set_xy(x, py + ph + 1)
-            self.pdf.cell(w, CAPTION_MM - 1, _clip(self.pdf, latin1(caption), w), align="C")
+            self.pdf.cell(w, CAPTION_MM - 1, _clip(self.pdf, printable(caption), w), align="C")
 
     def cover(self, page: PdfPage) -> None:
         pdf = self.pdf
         pdf.add_page()
-        pdf.set_font("Helvetica", "B", 28)
+        pdf.set_font(FONT, "B", 28)
         pdf.set_text_color(30, 41, 59)
         top = self.page_h * 0.32
         pdf.set_xy(MARGIN, top)
-        pdf.cell(self.content_w, 14, _clip(pdf, latin1(page.title), self.content_w), align="C")
+        pdf.cell(self.content_w, 14, _clip(pdf, printable(page.title), self.content_w), align="C")
         pdf.set_draw_color(148, 163, 184)
         pdf.set_line_width(0.4)
         pdf.line(self.page_w / 2 - 30, top + 18, self.page_w / 2 + 30, top + 18)
-        pdf.set_font("Helvetica", size=13)
+        pdf.set_font(FONT, size=13)
         pdf.set_text_color(51, 65, 85)
         for number, line in enumerate(page.lines):
             pdf.set_xy(MARGIN, top + 24 + number * 8)
-            pdf.cell(self.content_w, 8, _clip(pdf, latin1(line), self.content_w), align="C")
+            pdf.cell(self.content_w, 8, _clip(pdf, printable(line), self.content_w), align="C")
 
     def single(self, page: PdfPage) -> None:
         top = self._heading(page.title, page.lines)
@@ -352,6 +360,7 @@ def render_pdf(pages: Sequence[PdfPage], spec: PdfSpec, out_path: Path, *, foote
     _check_text("footer", footer)
     writer = _Writer(spec, footer)
     pdf = writer.pdf
+    use_fonts(pdf, [footer, *(t for p in pages for t in (p.title, *p.lines, *p.captions))])
     pdf.set_creator(CREATOR)
     pdf.set_creation_date(creation_date or datetime.now(UTC))
     layouts = {"cover": writer.cover, "comparison": writer.comparison, "grid": writer.grid, "image": writer.single}

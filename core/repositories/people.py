@@ -11,7 +11,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from core.domain import Clinic, Patient, Role, Treatment, User
+from core.domain import Clinic, Patient, PatientNames, Role, Treatment, User
 from core.errors import ConflictError, NotFoundError
 from core.repositories.base import Page, Repository, prefix_end, sync_indexes, to_oid, utcnow
 
@@ -30,17 +30,17 @@ class ClinicRepository(Repository):
             id=str(doc["_id"]),
             name=doc["name"],
             slug=doc["slug"],
-            showPatientNames=bool(doc.get("showPatientNames", False)),
+            patientNames=PatientNames.coerce(doc["patientNames"]) if doc.get("patientNames") else
+            (PatientNames.FULL if doc.get("showPatientNames") else PatientNames.INITIALS),  # older records
             createdAt=doc.get("createdAt"),
             primaryColor=doc.get("primaryColor", "#0f766e"),
             footerText=doc.get("footerText", ""),
             logoSha256=doc.get("logoSha256"),
         )
 
-    def create(self, *, name: str, slug: str, show_patient_names: bool = False,
+    def create(self, *, name: str, slug: str, patient_names: PatientNames = PatientNames.INITIALS,
                created_at: datetime | None = None) -> Clinic:
-        doc = {"name": name, "slug": slug, "showPatientNames": show_patient_names,
-               "createdAt": created_at or utcnow()}
+        doc = {"name": name, "slug": slug, "patientNames": patient_names.value, "createdAt": created_at or utcnow()}
         try:
             doc["_id"] = self._col.insert_one(doc).inserted_id
         except DuplicateKeyError as exc:
@@ -55,7 +55,7 @@ class ClinicRepository(Repository):
         return self._from_doc(doc)
 
     def update_settings(self, clinic_id: str, **fields: Any) -> Clinic:
-        allowed = {"showPatientNames", "primaryColor", "footerText", "logoSha256"}
+        allowed = {"patientNames", "primaryColor", "footerText", "logoSha256"}
         if set(fields) - allowed:
             raise ValueError(f"only {sorted(allowed)} can be changed")
         if self._col.update_one({"_id": to_oid(clinic_id, "clinic")}, {"$set": fields}).matched_count == 0:

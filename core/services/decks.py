@@ -21,6 +21,7 @@ from core.domain import (
     DeckSlide,
     ExportState,
     ExportType,
+    PatientNames,
     Permission,
     SimulationStatus,
     TreatmentSimulation,
@@ -29,6 +30,7 @@ from core.errors import ValidationError
 from core.imaging import decode_rgb
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.privacy import caption_level, patient_caption
 from core.repositories.base import Page
 from core.services.visuals import BeforeRef, ComparisonRequest, OutputSpec, Overlays, VisualService
 
@@ -229,8 +231,12 @@ class DeckService:
         return self._infra.store.get(self._infra.assets.get(actor.clinic_id, asset_id).sha256)
 
     # --- building (called by the export job) -----------------------------------------------------------
-    def build(self, actor: Actor, deck_id: str, output: str, out: Path, progress: Any) -> dict[str, Any]:
-        """Render the deck to `out` ("pptx", "pdf", "handout" or "pack"); returns facts about the file."""
+    def build(self, actor: Actor, deck_id: str, output: str, out: Path, progress: Any, *,
+              caption: str = "none") -> dict[str, Any]:
+        """Render the deck to `out` ("pptx", "pdf", "handout" or "pack"); returns facts about the file.
+
+        `caption` is how the deck may name the patient (title slide, pack index), capped by the clinic.
+        """
         from core.decks.model import Branding
         from core.decks.pack import build_pack
         from core.decks.pdf import build_pdf
@@ -239,13 +245,14 @@ class DeckService:
         deck = self._infra.decks.get(actor.clinic_id, deck_id)
         self._check_slides(actor, deck.patientId, deck.slides)  # approvals may have been revoked since
         clinic = self._infra.clinics.get(actor.clinic_id)
+        level = caption_level(clinic, caption)
         logo = self._infra.store.get(clinic.logoSha256) if clinic.logoSha256 else None
         color = tuple(int(clinic.primaryColor[i : i + 2], 16) for i in (1, 3, 5))
         branding = Branding(clinic_name=clinic.name, primary_color=color, footer=clinic.footerText, logo_png=logo)
         work = out.parent / f"{out.stem}-parts"
         work.mkdir(parents=True, exist_ok=True)
         try:
-            contents = [self._content(actor, deck, slide, work) for slide in deck.slides]
+            contents = [self._content(actor, deck, slide, work, level) for slide in deck.slides]
             progress(0.4, "slides prepared")
             if output == "pptx":
                 result = build_pptx(contents, branding, out)
@@ -258,10 +265,9 @@ class DeckService:
                 files = [("presentation.pptx", pptx), ("presentation.pdf", pdf)]
                 for n, content in enumerate(c for c in contents if c.video_path):
                     files.append((f"video-{n + 1}.mp4", content.video_path))
-                patient = self._infra.patients.get(actor.clinic_id, deck.patientId)
-                who = f"{patient.firstName} {patient.lastName}" if clinic.showPatientNames else patient.initials
+                who = patient_caption(self._infra.patients.get(actor.clinic_id, deck.patientId), level)
                 index = [
-                    f"{clinic.name} — case presentation for {who}",
+                    f"{clinic.name} — case presentation" + (f" for {who}" if who else ""),
                     deck.name,
                     *(f"Simulation v{v}" for v in deck.usedVersions.values()),
                 ]
@@ -273,15 +279,16 @@ class DeckService:
                 path.unlink() if path.is_file() else path.rmdir()
             work.rmdir()
 
-    def _content(self, actor: Actor, deck: Deck, slide: DeckSlide, work: Path) -> Any:
+    def _content(self, actor: Actor, deck: Deck, slide: DeckSlide, work: Path, level: PatientNames) -> Any:
         from core.decks.model import SlideContent
 
         clinic = self._infra.clinics.get(actor.clinic_id)
         patient = self._infra.patients.get(actor.clinic_id, deck.patientId)
         base = {"kind": slide.kind, "title": slide.title, "caption": slide.caption, "notes": slide.notes}
         if slide.kind == "title":
-            who = f"{patient.firstName} {patient.lastName}" if clinic.showPatientNames else patient.initials
-            return SlideContent(**base, lines=(clinic.name, f"Prepared for {who}", f"{datetime.now(UTC):%d %B %Y}"))
+            who = patient_caption(patient, level)
+            return SlideContent(**base, lines=(clinic.name, *([f"Prepared for {who}"] if who else []),
+                                               f"{datetime.now(UTC):%d %B %Y}"))
         if slide.kind == "disclaimer":
             # The builders always print the disclaimer itself; these lines explain it.
             return SlideContent(**base, lines=("Every mouth responds to treatment in its own way; your orthodontist "

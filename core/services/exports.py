@@ -27,11 +27,13 @@ from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
 from core.domain import (
+    VIEW_LABELS,
     AssetKind,
     ExportState,
     ExportType,
     FrameRange,
     ImagingAsset,
+    PatientNames,
     Permission,
     SimulationExport,
     TreatmentSimulation,
@@ -39,8 +41,10 @@ from core.domain import (
 from core.errors import NotFoundError, ServiceUnavailableError, StudioError, ValidationError
 from core.imaging import decode_rgb
 from core.imaging.compose import fit
+from core.imaging.overlays import OverlaySpec, apply_overlays
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.privacy import caption_level, output_context, patient_caption
 from core.queueing import enqueue
 from core.repositories.base import Page
 from core.services.visuals import OutputSpec, Overlays, VisualService
@@ -87,6 +91,7 @@ class RenderRequest:
     deck_id: str | None = None  # a case presentation: build this deck instead
     deck_output: str = "pptx"  # pptx | pdf | handout | pack
     deck_revision: int = 0  # identical rebuilds of an unchanged deck attach to the earlier export
+    deck_caption: str = "none"  # how the deck names the patient ("none" | "initials" | "full"), below the policy
     # 3D movement maps (SNAPSHOT: `last_stage` from `mesh_view`; COMPARISON: the first stage beside it)
     mesh_view: str | None = None
     image_size: str = "1080p"
@@ -136,7 +141,8 @@ class ExportService:
         if actor.approved_only and not sim.isApproved:
             raise NotFoundError("Presenters can export approved versions only.")
         frame_range = self._validate(actor, sim, request)
-        settings = {**request.settings(), "approved": sim.isApproved}
+        settings = {**request.settings(), "approved": sim.isApproved,
+                    "clinic": output_context(self._infra.clinics.get(actor.clinic_id))}
         key = hashlib.sha256(json.dumps({"simulationId": sim.id, "version": sim.version, "revision": sim.revision,
                                          "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()
         existing = self._infra.exports.find_by_request_key(actor.clinic_id, key)
@@ -163,7 +169,7 @@ class ExportService:
             return self.retry(actor, existing.id)
         return existing
 
-    def request_deck(self, actor: Actor, deck_id: str, output: str) -> SimulationExport:
+    def request_deck(self, actor: Actor, deck_id: str, output: str, *, caption: str = "none") -> SimulationExport:
         """Build a case presentation as an export of the deck's (first) simulation version."""
         from core.services.decks import DECK_OUTPUTS
 
@@ -174,7 +180,7 @@ class ExportService:
         if not deck.usedVersions:
             raise ValidationError("This deck shows no simulation; add an approved version first.")
         request = RenderRequest(DECK_OUTPUTS[output], deck_id=deck.id, deck_output=output,
-                                deck_revision=deck.revision)
+                                deck_revision=deck.revision, deck_caption=PatientNames.coerce(caption).value)
         return self.request(actor, next(iter(deck.usedVersions)), request)
 
     def _validate(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest) -> FrameRange:
@@ -317,7 +323,8 @@ class ExportService:
             actor = Actor(self._infra.users.get(clinic_id, export.createdBy))
             actor.require(Permission.IMAGING_EXPORT)  # revoked since the request: refuse in the worker too
             sim = self._infra.simulations.get(clinic_id, export.simulationId)
-            request = RenderRequest.from_settings({k: v for k, v in export.settings.items() if k != "approved"})
+            request = RenderRequest.from_settings({k: v for k, v in export.settings.items()
+                                                   if k not in ("approved", "clinic")})
             return self._render(actor, sim, claimed, request)
         except StudioError as exc:
             return self._finish_failed(claimed, str(exc))
@@ -434,7 +441,7 @@ class ExportService:
             from core.services.decks import DeckService
 
             return DeckService(self._infra, self._visuals).build(actor, request.deck_id, request.deck_output, out,
-                                                                 progress)
+                                                                 progress, caption=request.deck_caption)
         if request.mesh_view:
             return self._mesh_image(actor, sim, request, out, progress)
         frames = self._frames(sim, request)
@@ -455,7 +462,7 @@ class ExportService:
         if request.export_type is ExportType.VIDEO:
             from core.rendering.video import render_video, render_wipe
 
-            spec = self._video_spec(request, clinic.name)
+            spec = self._video_spec(request, clinic.name, draft=not sim.isApproved)
             if request.wipe_of:
                 before, after = self._wipe_images(actor, sim, request.wipe_of)
                 result = render_wipe(before, after, spec, out, overlay=lambda rgb, _s: overlay(rgb, len(frames) - 1))
@@ -484,7 +491,7 @@ class ExportService:
             from core.rendering.pdf import render_pdf
 
             pages = self._pdf_pages(actor, sim, frames, pixels=pixels, clinic_name=clinic.name,
-                                    show_names=clinic.showPatientNames)
+                                    caption=caption_level(clinic, request.overlays.patient))
             result = render_pdf(pages, self._pdf_spec(request), out, footer=clinic.name, progress=progress)
             return {"pages": result.pages, "minEffectiveDpi": result.min_effective_dpi}
         from core.rendering.archive import frames_zip
@@ -529,7 +536,8 @@ class ExportService:
         last = max(f.stage for f in sim.frames)
         return lambda frame: f"Stage {frame.stage} of {last}"
 
-    def _video_spec(self, request: RenderRequest, clinic_name: str) -> Any:
+    def _video_spec(self, request: RenderRequest, clinic_name: str, *, draft: bool = False) -> Any:
+        """The video's settings; an unapproved version's title and end cards carry DRAFT like its frames."""
         from core.rendering.cards import TitleCard
         from core.rendering.video import VideoSpec
 
@@ -538,8 +546,9 @@ class ExportService:
             preset=request.preset, fps=request.fps, seconds_per_stage=request.seconds_per_stage,
             transition=request.transition, transition_seconds=min(0.3, request.seconds_per_stage),
             hold_final_seconds=request.hold_final_seconds, codec=request.codec,
-            title_card=TitleCard((clinic_name, "Treatment simulation", today)) if request.title_card else None,
-            end_card=TitleCard((clinic_name, "Simulated outcome — not a guarantee of results"))
+            title_card=TitleCard((clinic_name, "Treatment simulation", today), draft=draft)
+            if request.title_card else None,
+            end_card=TitleCard((clinic_name, "Simulated outcome — not a guarantee of results"), draft=draft)
             if request.end_card else None)
 
     @staticmethod
@@ -558,29 +567,37 @@ class ExportService:
         return PdfSpec(paper=request.paper, orientation=request.orientation)
 
     def _pdf_pages(self, actor: Actor, sim: TreatmentSimulation, frames: list[Any], *,
-                   pixels: Callable[[int], np.ndarray], clinic_name: str, show_names: bool) -> list[Any]:
+                   pixels: Callable[[int], np.ndarray], clinic_name: str, caption: PatientNames) -> list[Any]:
         from core.rendering.pdf import PdfPage
 
         patient = self._infra.patients.get(actor.clinic_id, sim.patientId)
-        who = f"Patient: {patient.firstName} {patient.lastName}" if show_names else f"Patient: {patient.initials}"
+        who = patient_caption(patient, caption)
         approval = (f"Approved {sim.approvedAt:%d %b %Y}" if sim.isApproved and sim.approvedAt
                     else "DRAFT — not approved")
-        first, last = pixels(0), pixels(len(frames) - 1)
+        # Every picture in the document is a simulation render: each carries the outcome stamp, and
+        # DRAFT while the version is not approved (the cover's text alone is not enough on a printout).
+        stamp = OverlaySpec(outcome_stamp=True, draft_watermark=not sim.isApproved)
+
+        def stamped(rgb: np.ndarray) -> np.ndarray:
+            return apply_overlays(rgb, stamp)
+
+        first, last = stamped(pixels(0)), stamped(pixels(len(frames) - 1))
         pages = [PdfPage(kind="cover", title="Treatment simulation",
-                         lines=(clinic_name, who, sim.name, f"Version {sim.version}", approval,
+                         lines=(clinic_name, *([f"Patient: {who}"] if who else []), sim.name,
+                                f"Version {sim.version}", approval,
                                 "Simulated outcome — not a guarantee of results")),
                  PdfPage(kind="comparison", title="Before and predicted", images=(first, last),
                          captions=(f"Stage {frames[0].stage} (start)", f"Stage {frames[-1].stage} (predicted)"))]
         picks = sorted({round(i * (len(frames) - 1) / 8) for i in range(9)})
-        pages.append(PdfPage(kind="grid", title="Stages", images=tuple(pixels(i) for i in picks),
+        pages.append(PdfPage(kind="grid", title="Stages", images=tuple(stamped(pixels(i)) for i in picks),
                              captions=tuple(f"Stage {frames[i].stage}" for i in picks), columns=3))
         if len(sim.views) > 1:
             last_stage = max(f.stage for f in sim.frames)
             finals = [f for f in sim.frames if f.stage == last_stage]
-            images = tuple(decode_rgb(self._infra.store.get(self._infra.assets.get(actor.clinic_id, f.assetId).sha256))
-                           for f in finals)
+            assets = self._infra.assets.get_many(actor.clinic_id, {f.assetId for f in finals})
+            images = tuple(stamped(decode_rgb(self._infra.store.get(assets[f.assetId].sha256))) for f in finals)
             pages.append(PdfPage(kind="grid", title="Predicted outcome", images=images,
-                                 captions=tuple(f.view.title() for f in finals), columns=3))
+                                 captions=tuple(VIEW_LABELS.get(f.view, f.view.title()) for f in finals), columns=3))
         return pages
 
     def _wipe_images(self, actor: Actor, sim: TreatmentSimulation, comparison_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.domain import Clinic, Permission, Role, User
+from core.domain import Clinic, PatientNames, Permission, Role, User
 from core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
@@ -210,13 +210,14 @@ class SessionService:
             actor.require(Permission.ADMIN)
         return self._infra.users.list(actor.clinic_id)
 
-    def update_clinic(self, actor: Actor, *, show_patient_names: bool, primary_color: str, footer_text: str,
+    def update_clinic(self, actor: Actor, *, patient_names: PatientNames | str, primary_color: str, footer_text: str,
                       logo: bytes | None = None) -> Clinic:
         """Branding and patient-name policy of the admin's clinic. A logo must be a PNG or JPEG."""
         actor.require(Permission.ADMIN)
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", primary_color):
             raise ValidationError(f"{primary_color!r} is not a colour like #0f766e.")
-        fields: dict[str, object] = {"showPatientNames": show_patient_names, "primaryColor": primary_color.lower(),
+        names = PatientNames.coerce(patient_names)
+        fields: dict[str, object] = {"patientNames": names.value, "primaryColor": primary_color.lower(),
                                      "footerText": footer_text.strip()[:200]}
         if logo is not None:
             from core.imaging import encode_png, resize_rgb
@@ -226,7 +227,7 @@ class SessionService:
             fields["logoSha256"] = self._infra.store.put(encode_png(pixels).data).sha256
         clinic = self._infra.clinics.update_settings(actor.clinic_id, **fields)
         self._infra.audit.append(actor.clinic_id, action="clinic.updated", user_id=actor.id, role=actor.role.value,
-                                 details={"showPatientNames": show_patient_names})
+                                 details={"patientNames": names.value})
         return clinic
 
     def clinic_logo(self, actor: Actor) -> bytes | None:

@@ -33,6 +33,7 @@ from core.domain import (
     Frame,
     FrameRange,
     ImagingAsset,
+    PatientNames,
     Permission,
     SimulationExport,
     SimulationType,
@@ -48,6 +49,7 @@ from core.imaging.overlays import OverlaySpec, apply_overlays
 from core.imaging.sizes import output_size
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.privacy import caption_level, output_context, patient_caption
 from core.repositories.base import Page
 
 PATIENT_TEXT = ("none", "initials", "full")
@@ -227,11 +229,9 @@ class VisualService:
     def overlay_spec(self, actor: Actor, sim: TreatmentSimulation, overlays: Overlays,
                       stage_text: str | None) -> OverlaySpec:
         clinic = self._infra.clinics.get(actor.clinic_id)
-        patient_text = None
-        if overlays.patient != "none":
-            patient = self._infra.patients.get(actor.clinic_id, sim.patientId)
-            patient_text = patient.initials if overlays.patient == "initials" else \
-                f"{patient.firstName} {patient.lastName}"
+        level = caption_level(clinic, overlays.patient)  # the clinic's policy caps the caption choice
+        patient_text = patient_caption(self._infra.patients.get(actor.clinic_id, sim.patientId), level) \
+            if level is not PatientNames.NONE else None
         return OverlaySpec(
             stage_label=stage_text if overlays.stage_label else None,
             date_text=datetime.now(UTC).strftime("%d %b %Y") if overlays.date else None,
@@ -369,7 +369,8 @@ class VisualService:
     def _save(self, actor: Actor, sim: TreatmentSimulation, export_type: ExportType, spec: Any,
               frame_range: FrameRange, *, render: Any, output: OutputSpec, label: str, url_field: str,
               before_image_id: str | None = None) -> ExportResult:
-        settings = {"spec": _canonical(spec), "approved": sim.isApproved}
+        settings = {"spec": _canonical(spec), "approved": sim.isApproved,
+                    "clinic": output_context(self._infra.clinics.get(actor.clinic_id))}
         request_key = hashlib.sha256(json.dumps(
             {"simulationId": sim.id, "version": sim.version, "revision": sim.revision, "type": export_type.value,
              "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()
