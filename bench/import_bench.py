@@ -18,7 +18,7 @@ from pathlib import Path
 from _harness import bench_services
 
 from core.domain import ImportSource, ImportState, Role
-from core.importing.testing import make_test_recording
+from core.fixtures.recordings import make_test_recording
 from core.permissions import Actor
 from core.services.imports import Upload
 
@@ -46,7 +46,7 @@ def recording_x_realtime() -> tuple[float, int]:
 
 
 def staged3d_ms_per_frame() -> float | None:
-    from core.importing.mesh_testing import make_arch_mesh
+    from core.fixtures.meshes import make_arch_mesh
     from core.importing.meshes import RenderSpec, StageRenderer, rendering_available
 
     if rendering_available() is not None:

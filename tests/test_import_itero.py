@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from core.errors import ValidationError
+from core.fixtures.itero import make_itero_export
+from core.fixtures.meshes import tiny_stl
 from core.importing.archives import read_zip
 from core.importing.images import load_still
 from core.importing.itero import PENTA_VIEWS, IteroManifest, find_itero_export, parse_manifest
 from core.importing.sniff import sniff
-from core.importing.testing import make_itero_export, tiny_stl
 
 ORDER = "40123456"
 

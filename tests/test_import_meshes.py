@@ -15,8 +15,7 @@ import pytest
 
 from core.config import PROJECT_ROOT
 from core.errors import ConfigurationError, ValidationError
-from core.importing import meshes
-from core.importing.mesh_testing import (
+from core.fixtures.meshes import (
     make_arch_mesh,
     write_obj,
     write_ply_ascii,
@@ -24,6 +23,7 @@ from core.importing.mesh_testing import (
     write_stl,
     write_stl_ascii,
 )
+from core.importing import meshes
 from core.importing.meshes import CLINICAL_VIEWS, Mesh, RenderSpec, StageRenderer, load_mesh, rendering_available
 
 STAGES = 4
@@ -263,7 +263,7 @@ def test_make_arch_mesh_is_deterministic_and_near_the_budget() -> None:
 
 
 def test_importing_the_module_does_not_import_vtk() -> None:
-    code = ("import sys, core.importing.meshes, core.importing.mesh_testing\n"
+    code = ("import sys, core.importing.meshes, core.fixtures.meshes\n"
             "assert 'vtk' not in sys.modules and 'pyvista' not in sys.modules, 'eager import'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=60, check=False)

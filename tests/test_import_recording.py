@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from core.errors import ValidationError
+from core.fixtures.recordings import make_test_recording, render_stage_still
 from core.importing import recording
 from core.importing.limits import ImportLimits
 from core.importing.recording import CropBox, StageFrame, VideoInfo, detect_stage_frames, probe_video
-from core.importing.testing import make_test_recording, render_stage_still
 
 STAGES = 7
 SIZE = (640, 360)

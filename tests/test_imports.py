@@ -168,7 +168,7 @@ def test_concurrent_imports_into_one_series_leave_one_active_and_gap_free_versio
 
 @pytest.mark.worker
 def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, world, infra, worker, tmp_path):
-    from core.importing.testing import make_test_recording
+    from core.fixtures.recordings import make_test_recording
 
     video = tmp_path / "capture.mp4"
     make_test_recording(video, stages=6, size=(480, 270))
@@ -190,7 +190,7 @@ def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, wor
 
 
 def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services, world, infra, tmp_path):
-    from core.importing.testing import make_itero_export
+    from core.fixtures.itero import make_itero_export
 
     manifest = make_itero_export(tmp_path / "export", order_id="70011", patient=(world.patient.lastName, "Test"),
                                  doctor="Dr. Demo")
@@ -216,7 +216,7 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
 
 
 def test_staged_3d_models_are_rendered_from_the_chosen_views(services, world, infra):
-    from core.importing.mesh_testing import make_arch_mesh, write_stl
+    from core.fixtures.meshes import make_arch_mesh, write_stl
     from core.importing.meshes import rendering_available
 
     missing = rendering_available()
@@ -242,7 +242,7 @@ def test_staged_3d_models_are_rendered_from_the_chosen_views(services, world, in
 
 
 def test_staged_models_with_unreadable_names_are_refused_with_the_naming_rule(services, world, infra, settings):
-    from core.importing.mesh_testing import make_arch_mesh, write_stl
+    from core.fixtures.meshes import make_arch_mesh, write_stl
 
     data = write_stl(make_arch_mesh("upper", 0, 2, triangles=2000))
     record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
