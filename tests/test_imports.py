@@ -190,6 +190,7 @@ def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, wor
 
 
 def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services, world, infra, tmp_path):
+    from core.fixtures.itero import VIEWS as PENTA
     from core.fixtures.itero import make_itero_export
 
     manifest = make_itero_export(tmp_path / "export", order_id="70011", patient=(world.patient.lastName, "Test"),
@@ -202,7 +203,7 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
     assert analysed.state is ImportState.PREVIEW, analysed.error
     assert analysed.metadata["patientMatch"] == [world.patient.id]
     assert analysed.metadata["sourceId"] == "70011"
-    assert sorted(c.view for c in analysed.candidates) == ["front", "left", "lower", "right", "upper"]
+    assert sorted(c.view for c in analysed.candidates) == sorted(PENTA)
 
     services.imports.confirm(world.actor(), record.id, order=[c.key for c in analysed.candidates],
                              patient_id=world.patient.id)
@@ -211,7 +212,9 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
     sim = services.simulations.get(world.actor(), done.simulationId)
     assert sim.scanId and sim.sourceSystem == "iTero" and sim.sourceId == "70011"
     scans = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.SCAN])
-    assert sum("before" in a.tags for a in scans) == 5
+    photos = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.PHOTO])
+    assert sorted(a.details["view"] for a in photos if "before" in a.tags) == sorted(PENTA)  # the "before" photos
+    assert not any("before" in a.tags for a in scans)
     assert sorted(a.details.get("jaw") for a in scans if a.contentType == "model/stl") == ["lower", "upper"]
 
 

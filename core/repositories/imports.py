@@ -97,6 +97,12 @@ class ImportRepository(Repository):
         cursor = self._col.find(query, projection={"candidates": 0}).sort("createdAt", DESCENDING).limit(limit)
         return [_from_doc(d) for d in cursor]
 
+    def list_unassigned(self, clinic_id: str, *, limit: int = 20) -> list[SimulationImport]:
+        """Recent imports without a patient (unmatched exports, or failed before one was chosen).
+        Equality on the (clinicId, patientId, createdAt) index's prefix: only patient-less imports are read."""
+        cursor = self._col.find(self._scope(clinic_id, patientId=None), projection={"candidates": 0})
+        return [_from_doc(d) for d in cursor.sort("createdAt", DESCENDING).limit(limit)]
+
     def transition(self, clinic_id: str, import_id: str, *, from_states: Iterable[ImportState],
                    to: ImportState, **fields: Any) -> SimulationImport:
         """Move to `to` only from one of `from_states` (a guard against double clicks and races)."""

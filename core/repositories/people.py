@@ -245,6 +245,18 @@ class PatientRepository(Repository):
         )
         return [self._from_doc(d) for d in cursor]
 
+    def find_by_chart_number(self, clinic_id: str, chart_number: str) -> Patient | None:
+        """The patient with exactly this chart number (unique per clinic): for matching imports."""
+        doc = self._col.find_one(self._scope(clinic_id, chartNumber=chart_number.strip()))
+        return self._from_doc(doc) if doc else None
+
+    def find_by_name(self, clinic_id: str, last_name: str, first_name: str, *, limit: int = 20) -> list[Patient]:
+        """Patients with exactly this last and first name, case-insensitively: for matching imports.
+        All-equality on the (clinicId, lastNameLower, firstNameLower) index."""
+        query = self._scope(clinic_id, lastNameLower=last_name.strip().lower(),
+                            firstNameLower=first_name.strip().lower())
+        return [self._from_doc(d) for d in self._col.find(query).limit(limit)]
+
 
 class TreatmentRepository(Repository):
     collection_name = "treatments"
