@@ -8,6 +8,7 @@ from core.imaging.sizes import PRINT_SIZES, SCREEN_SIZES
 from core.permissions import Actor
 from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays, download_name
 from ui.context import services
+from ui.text import md
 
 SIZE_LABELS = {**{k: s.label for k, s in SCREEN_SIZES.items()},
                **{k: f"{s.label} · 300 DPI print" for k, s in PRINT_SIZES.items()}}
@@ -42,7 +43,7 @@ def export_result(actor: Actor, result: ExportResult) -> None:
     if result.reused:
         st.info("An identical export already exists; here it is.", icon=":material/content_copy:")
     else:
-        st.success(f"Saved to the patient's gallery: {result.export.name}", icon=":material/check_circle:")
+        st.success(f"Saved to the patient's gallery: {md(result.export.name)}", icon=":material/check_circle:")
     asset = result.asset
     st.download_button(
         "Download", data=lambda: services().visuals.download(actor, asset.id)[0], file_name=download_name(asset),
