@@ -40,6 +40,7 @@ try:
 
     patient = patient_picker(actor)
     if patient is None:
+        unmatched_imports(actor)  # exports waiting for a patient need no patient chosen first
         st.stop()
     overview = services().patients.overview(actor, patient.id)
     source = st.radio("Source", list(SOURCES), format_func=lambda s: SOURCES[s][0], key="import-source")

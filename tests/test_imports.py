@@ -257,3 +257,42 @@ def test_staged_models_with_unreadable_names_are_refused_with_the_naming_rule(se
     expected = "Name files like Upper_Stage_07.stl" if rendering_available() is None else "cannot be rendered"
     assert expected in failed.error
     _nothing_written(infra, settings)
+
+
+def test_an_obj_face_index_too_large_for_any_integer_fails_the_import_clearly(services, world, infra, settings):
+    from core.importing.meshes import rendering_available
+
+    missing = rendering_available()
+    if missing:
+        pytest.skip(f"3D RENDERING UNAVAILABLE: {missing}")
+    obj = b"v 0 0 0\nv 10 0 0\nv 0 10 0\nf 1 2 99999999999999999999\n"
+    record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
+                                    uploads=[Upload("Upper_Stage_00.obj", obj)], name="uLab", queue_analysis=False)
+    failed = services.imports.analyze(world.clinic.id, record.id)
+    assert failed.state is ImportState.FAILED
+    assert failed.error == ("Upper_Stage_00.obj: an OBJ face refers to vertex 99999999999999999999, but the file "
+                            "defines only 3 vertices; the file is corrupt. Export it again.")
+    _nothing_written(infra, settings)
+    # A retried job (RQ retries a job that raised) finds the import failed: it leaves it so, quietly.
+    again = services.imports.analyze(world.clinic.id, record.id)
+    assert (again.state, again.error, again.revision) == (ImportState.FAILED, failed.error, failed.revision)
+    assert services.imports.commit(world.clinic.id, record.id).state is ImportState.FAILED
+    assert infra.db.audit_events.count_documents({"action": "import.failed"}) == 1
+
+
+def test_a_recording_cut_off_after_its_index_fails_the_import_saying_what_was_found(services, world, infra, settings,
+                                                                                   tmp_path):
+    from core.fixtures.recordings import make_test_recording
+
+    video = tmp_path / "capture.mp4"
+    make_test_recording(video, stages=4, size=(320, 180), faststart=True)
+    data = video.read_bytes()
+    record = services.imports.start(world.actor(), source=ImportSource.RECORDING, patient_id=world.patient.id,
+                                    uploads=[Upload("capture.mp4", data[: len(data) // 2])], name="Recording",
+                                    queue_analysis=False)
+    failed = services.imports.analyze(world.clinic.id, record.id)
+    assert failed.state is ImportState.FAILED
+    assert failed.error.startswith("The recording is cut off: its header states 4.7 s (141 frames), but only the "
+                                   "first ")
+    assert "showing 1 stage." in failed.error and failed.error.endswith("upload the complete recording.")
+    _nothing_written(infra, settings)

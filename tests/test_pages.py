@@ -204,3 +204,49 @@ def test_the_gallery_lists_non_image_exports_without_trying_to_draw_them(app_env
     at.switch_page("pages/gallery.py").run()
     assert not at.exception and not at.error
     assert any("Print PDF" in m.value for m in at.markdown)
+
+
+HOSTILE_NAME = "**Stage 1** [see](https://evil.example) :red[x] `y` \x1b[2J\u202egnp.png"
+
+
+def _rendered(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(markdown)
+
+
+def _literal(value: str, *, bold: bool = False) -> None:
+    """`value` (Markdown source) shows the hostile name as plain text: no emphasis, link, code or
+    directive of its own (`bold`: the page's own bold around it)."""
+    html = _rendered(value)
+    assert html.count("<strong>") == int(bold) and "<a " not in html and "<code>" not in html
+    assert "**Stage 1** [see](https://evil.example) :red[x] `y` \\x1b[2J\\u202egnp.png" in html
+    assert "\x1b" not in value and "\u202e" not in value
+
+
+def test_user_supplied_names_render_as_text_in_errors_and_gallery_cards(app_env, world, infra, services):
+    from core.domain import AssetKind, ImportSource
+    from core.services.imports import Upload
+
+    record = services.imports.start(world.actor(), source=ImportSource.FILES, patient_id=world.patient.id,
+                                    uploads=[Upload(HOSTILE_NAME, b"not a picture")], name="x",
+                                    queue_analysis=False)
+    services.imports.analyze(world.clinic.id, record.id)
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    at.session_state["import_id"] = record.id
+    at.run()
+    assert not at.exception
+    error = at.error[0].value
+    assert error.startswith("Import failed: ") and "is not an image" in error
+    _literal(error)
+
+    blob = infra.store.put(b"%PDF-1.4 fake")
+    infra.assets.insert_many(world.clinic.id, [infra.assets.new_document(
+        world.clinic.id, patient_id=world.patient.id, kind=AssetKind.PHOTO, content_type="application/pdf",
+        size=blob.size, sha256=blob.sha256, created_by=world.users[Role.COORDINATOR].id, label=HOSTILE_NAME)])
+    at.switch_page("pages/gallery.py").run()
+    assert not at.exception and not at.error
+    label = next(m.value for m in at.markdown if "Stage 1" in m.value)
+    _literal(label, bold=True)
+    assert not any("None" in c.value for c in at.caption)
