@@ -145,8 +145,9 @@ def _facts(export: IteroExport) -> dict[str, Any]:
         "utcOffset": None if offset is None else _offset_text(offset.total_seconds()),
         "dueDate": manifest.due_date.isoformat() if manifest.due_date else None,
         "iteroVersion": manifest.itero_version,
-        "manifest": export.manifest_path,
-        "rx": export.rx_path if export.rx is not None else None,
+        # Base names only: export folders are sometimes named after the patient.
+        "manifest": base_name(export.manifest_path),
+        "rx": base_name(export.rx_path) if export.rx_path and export.rx is not None else None,
         "views": {view: base_name(path) for view, path in export.views.items()},
         "unlistedViews": list(export.unlisted_views),
         "gallery": [base_name(path) for path in export.gallery],
