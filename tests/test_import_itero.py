@@ -373,3 +373,13 @@ def test_an_export_without_pictures_is_refused(tmp_path: Path) -> None:
     files = [(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if not p.name.endswith(".jpg")]
     with pytest.raises(ValidationError, match="holds no scanner views"):
         read_itero_export(files)
+
+
+def test_a_hostile_rx_page_is_skipped_and_the_manifest_names_the_patient(tmp_path: Path) -> None:
+    _, folder = _read("swapped-names", tmp_path)
+    (folder / f"Rx_{ORDER}.html").write_bytes(b'<!DOCTYPE html [<!ENTITY a "b">]><html><body>Patient: &a;</body>'
+                                               b"</html>")
+    export = read_itero_export([(p.name, p.read_bytes()) for p in sorted(folder.iterdir())])
+    assert export.rx is None and export.patient.names == (("Alex", "Example"), ("Example", "Alex"))
+    assert export.warnings == (f"The Rx page declares entities, which real Rx pages never do (Rx_{ORDER}.html); "
+                               "it was not read.",)

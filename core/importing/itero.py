@@ -394,17 +394,17 @@ def parse_rx(data: bytes) -> RxInfo:
     that are too large, declare entities (real ones never do) or cannot be parsed at all.
     """
     if len(data) > MAX_RX_BYTES:
-        raise ValidationError(f"is {len(data):,} bytes, far larger than any real Rx page")
+        raise ValidationError(f"The Rx page is {len(data):,} bytes, far larger than any real Rx page")
     if _ENTITY_DECLARATION.search(data):
-        raise ValidationError("declares entities, which real Rx pages never do")
+        raise ValidationError("The Rx page declares entities, which real Rx pages never do")
     parser = etree.HTMLParser(no_network=True, remove_comments=True, remove_pis=True, recover=True,
                               huge_tree=False, default_doctype=False)
     try:
         root = etree.fromstring(data, parser)
     except (etree.LxmlError, ValueError) as error:
-        raise ValidationError("could not be read as HTML") from error
+        raise ValidationError("The Rx page could not be read as HTML") from error
     if root is None:
-        raise ValidationError("is empty")
+        raise ValidationError("The Rx page is empty")
     for element in root.iter("script", "style"):
         element.text = None  # never values
     texts = [text for text in (_clean(node) for node in root.itertext()) if text]
@@ -609,7 +609,7 @@ def _read_rx(here: Mapping[str, tuple[str, bytes]], manifest: IteroManifest,
     try:
         rx = parse_rx(data)
     except ValidationError as error:
-        warnings.append(f"{base_name(path)} {error}; it was not read.")
+        warnings.append(f"{error} ({base_name(path)}); it was not read.")
         return path, None
     if rx.order_id and rx.order_id != manifest.order_id:
         warnings.append(f"{base_name(path)} belongs to another order than the manifest; it was not read.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -97,11 +98,14 @@ class ImportRepository(Repository):
         cursor = self._col.find(query, projection={"candidates": 0}).sort("createdAt", DESCENDING).limit(limit)
         return [_from_doc(d) for d in cursor]
 
-    def list_unassigned(self, clinic_id: str, *, limit: int = 20) -> list[SimulationImport]:
-        """Recent imports without a patient (unmatched exports, or failed before one was chosen).
-        Equality on the (clinicId, patientId, createdAt) index's prefix: only patient-less imports are read."""
-        cursor = self._col.find(self._scope(clinic_id, patientId=None), projection={"candidates": 0})
-        return [_from_doc(d) for d in cursor.sort("createdAt", DESCENDING).limit(limit)]
+    def list_unassigned(self, clinic_id: str, *, days: int = 30, limit: int = 20) -> list[SimulationImport]:
+        """Imports of the last `days` without a patient (unmatched exports, or failed before one was
+        chosen). Equality on (clinicId, patientId) and a window on createdAt: the index's three keys,
+        so only those imports are read."""
+        since = utcnow() - timedelta(days=days)
+        query = self._scope(clinic_id, patientId=None, createdAt={"$gte": since})
+        cursor = self._col.find(query, projection={"candidates": 0}).sort("createdAt", DESCENDING).limit(limit)
+        return [_from_doc(d) for d in cursor]
 
     def transition(self, clinic_id: str, import_id: str, *, from_states: Iterable[ImportState],
                    to: ImportState, **fields: Any) -> SimulationImport:
