@@ -13,7 +13,7 @@ IMPORT_KEY = "import_id"
 SOURCES = {
     ImportSource.FILES: ("Screenshots (PNG/JPEG/WebP or one ZIP)", ["png", "jpg", "jpeg", "webp", "zip"]),
     ImportSource.RECORDING: ("Screen recording (MP4/MOV/WebM)", ["mp4", "mov", "m4v", "webm"]),
-    ImportSource.ITERO: ("iTero / OrthoCAD export (folder files or ZIP)", None),
+    ImportSource.ITERO: ("iTero / OrthoCAD export (the folder, its files, or its ZIP)", None),
     ImportSource.STAGED_3D: ("Staged 3D models (STL/PLY/OBJ per arch per stage, or ZIP)", ["stl", "ply", "obj", "zip"]),
 }
 
@@ -87,10 +87,13 @@ try:
             format_func=VIEW_LABELS.__getitem__,
             key="import-views",
         )
+    several = source is not ImportSource.RECORDING
+    if source is ImportSource.ITERO and st.toggle("Choose the export folder", value=True, key="import-itero-folder"):
+        several = "directory"  # the whole OrthoCAD_Export_… folder, as the scanner software wrote it
     files = st.file_uploader(
         "Files",
         type=SOURCES[source][1],
-        accept_multiple_files=source is not ImportSource.RECORDING,
+        accept_multiple_files=several,
         key=f"import-files-{source.value}",
     )
     if st.button("Upload and analyse", type="primary", icon=":material/upload:", disabled=not files):

@@ -250,3 +250,17 @@ def test_user_supplied_names_render_as_text_in_errors_and_gallery_cards(app_env,
     label = next(m.value for m in at.markdown if "Stage 1" in m.value)
     _literal(label, bold=True)
     assert not any("None" in c.value for c in at.caption)
+
+
+def test_the_import_page_offers_the_itero_export_folder(app_env, world):
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    at.radio(key="import-source").set_value(next(o for o in at.radio(key="import-source").options
+                                                 if o.startswith("iTero"))).run()
+    assert not at.exception and not at.error
+    assert at.toggle(key="import-itero-folder").value is True
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.multiple_files and uploader.accept_directory
+    at.toggle(key="import-itero-folder").set_value(False).run()
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.multiple_files and not uploader.accept_directory  # its files, or its ZIP
