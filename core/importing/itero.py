@@ -68,6 +68,7 @@ _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
 # facts of the export): they are read into the dedicated fields and used for matching only.
 _PATIENT_FIELD = re.compile(r"patient|chart|birth|dob", re.IGNORECASE)
 _AGAIN = "export the case again from MyiTero"
+_JAW_AGAIN = "To keep the scan with the patient, export the case again from MyiTero and import it."
 
 
 # --- dates --------------------------------------------------------------------------------------
@@ -633,14 +634,15 @@ def _read_jaws(here: Mapping[str, tuple[str, bytes]], manifest: IteroManifest, l
         if name.lower() not in here:
             jaws.append(JawScan(arch, name, "missing", problem="not in the export"))
             warnings.append(f"The manifest lists the {arch} jaw scan {name}, but it is not in the export; "
-                            "the views were imported without it.")
+                            f"the views were imported without it. {_JAW_AGAIN}")
             continue
         path, data = here[name.lower()]
         try:
             summary = inspect_mesh(data, name=base_name(path), max_triangles=limits.max_mesh_triangles)
         except ValidationError as error:
             jaws.append(JawScan(arch, base_name(path), "broken", problem=str(error)))
-            warnings.append(f"The {arch} jaw scan could not be used: {error} The views were imported without it.")
+            warnings.append(f"The {arch} jaw scan could not be used: {error} The views were imported without it. "
+                            f"{_JAW_AGAIN}")
             continue
         jaws.append(JawScan(arch, base_name(path), "ok", mesh=summary))
         used[path] = data

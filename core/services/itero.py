@@ -185,15 +185,14 @@ def commit_itero(infra: Infrastructure, actor: Actor, record: SimulationImport, 
         assets.append(doc)
         return doc
 
-    usable = [jaw for jaw in export.jaws if jaw.mesh is not None]
+    usable = [(jaw, jaw.mesh) for jaw in export.jaws if jaw.mesh is not None]
     scan = asset(export.files[export.manifest_path], AssetKind.SCAN, "application/xml",
                  f"iTero scan · order {export.order_id}", ("scan", "itero", "manifest"),
-                 views=len(chosen), jaws=[jaw.arch for jaw in usable])
-    for jaw in usable:
-        assert jaw.mesh is not None
-        asset(export.files[export.jaw_path(jaw)], AssetKind.SCAN, jaw.mesh.content_type, f"iTero {jaw.arch} jaw scan",
-              ("scan", "itero", jaw.arch), scanId=str(scan["_id"]), jaw=jaw.arch, triangles=jaw.mesh.triangles,
-              format=jaw.mesh.format)
+                 views=len(chosen), jaws=[jaw.arch for jaw, _ in usable])
+    for jaw, mesh in usable:
+        asset(export.files[export.jaw_path(jaw)], AssetKind.SCAN, mesh.content_type, f"iTero {jaw.arch} jaw scan",
+              ("scan", "itero", jaw.arch), scanId=str(scan["_id"]), jaw=jaw.arch, triangles=mesh.triangles,
+              format=mesh.format)
     frames = []
     for candidate in chosen:
         data = infra.store.get(candidate.sha256)  # re-encoded from pixels: no metadata of the upload
