@@ -1,8 +1,8 @@
 """Admin command line: `python -m core.cli --help`. Commands act as a named user (`--as EMAIL`).
 
 Against `make run`'s embedded servers it finds them through `DATA_DIR/run/endpoints.json`;
-otherwise set MONGODB_URI / REDIS_URL as for the app. Everything printed goes through `say`, so
-names from files or the database show control characters and bidi overrides as escapes.
+otherwise set MONGODB_URI / REDIS_URL as for the app. Text that may come from files or the database
+is printed through `say`, which shows control characters and bidi overrides as escapes.
 """
 
 from __future__ import annotations
@@ -15,15 +15,6 @@ from collections.abc import Sequence
 
 from core.config import Settings, load_settings
 from core.errors import StudioError
-from core.text import printable
-
-#: `import` exit codes: imported, failed (nothing saved), waiting in the Unmatched imports queue.
-EXIT_IMPORTED, EXIT_FAILED, EXIT_UNMATCHED = 0, 1, 3
-
-
-def say(text: str, *, error: bool = False) -> None:
-    """Print one line; untrusted parts can neither move the cursor nor reverse the text."""
-    print(printable(text), file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def endpoints_file(settings: Settings):
@@ -51,6 +42,17 @@ def _services(settings: Settings):
     services = build_services(settings)
     ensure_indexes(services.infra.db)
     return services
+
+
+#: `import` exit codes: imported, failed (nothing saved), waiting in the Unmatched imports queue.
+EXIT_IMPORTED, EXIT_FAILED, EXIT_UNMATCHED = 0, 1, 3
+
+
+def say(text: str, *, error: bool = False) -> None:
+    """Print one line; untrusted parts can neither move the cursor nor reverse the text."""
+    from core.text import printable
+
+    print(printable(text), file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,8 +183,8 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     bad = {clinic: problems for clinic, problems in results.items() if problems}
     for clinic, problems in bad.items():
         for problem in problems:
-            say(f"clinic {clinic}: {problem}")
-    say(f"checked {len(results)} clinic(s): " + ("audit trail intact" if not bad else "TAMPERING DETECTED"))
+            print(f"clinic {clinic}: {problem}")
+    print(f"checked {len(results)} clinic(s): " + ("audit trail intact" if not bad else "TAMPERING DETECTED"))
     return 1 if bad else 0
 
 

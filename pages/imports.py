@@ -6,7 +6,7 @@ from core.domain import CLINICAL_VIEWS, VIEW_LABELS, ImportSource, ImportState, 
 from core.errors import StudioError
 from core.services.imports import Upload
 from ui.context import PATIENT_KEY, SIMULATION_KEY, require_actor, services, show_error
-from ui.import_widgets import candidate_editor, import_status, recent_imports, unmatched_imports
+from ui.import_widgets import candidate_editor, import_status, recent_imports, unassigned_imports, unmatched_imports
 from ui.widgets import patient_picker
 
 IMPORT_KEY = "import_id"
@@ -113,5 +113,6 @@ try:
         st.rerun()
     recent_imports(actor, patient.id)
     unmatched_imports(actor)
+    unassigned_imports(actor)
 except StudioError as exc:
     show_error(exc)

@@ -181,8 +181,7 @@ def test_an_unmatched_cli_import_waits_in_the_unmatched_queue(env, services, inf
     waiting = services.integrations.unmatched(world.actor())
     assert len(waiting) == 1 and f"import {waiting[0].id} waits for a patient" in out
     assert waiting[0].state is ImportState.UNMATCHED and waiting[0].patientId is None
-    recent = services.imports.recent(world.actor(), patient_id=world.patient.id, with_unassigned=True)
-    assert [r.id for r in recent] == [waiting[0].id]
+    assert [r.id for r in services.imports.unassigned(world.actor())] == [waiting[0].id]
     assert all(infra.store.exists(f.sha256) for f in waiting[0].files)  # kept until someone assigns it
     assert infra.db.simulations.count_documents({}) == 0
 

@@ -264,3 +264,19 @@ def test_the_import_page_offers_the_itero_export_folder(app_env, world):
     at.toggle(key="import-itero-folder").set_value(False).run()
     uploader = at.get("file_uploader")[0].proto
     assert uploader.multiple_files and not uploader.accept_directory  # its files, or its ZIP
+
+
+def test_imports_without_a_patient_are_listed_on_the_import_page(app_env, world, services):
+    from core.domain import ImportSource
+    from core.services.imports import Upload
+
+    record = services.imports.start(world.actor(), source=ImportSource.ITERO, patient_id=None,
+                                    uploads=[Upload("notes.txt", b"no manifest here")], name="Drop 7",
+                                    queue_analysis=False)
+    services.imports.analyze(world.clinic.id, record.id)  # fails: no manifest, and no patient was chosen
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    assert not at.exception and not at.error
+    assert "Recent imports without a patient" in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "Drop 7" in list(d.value["Name"]))
+    assert list(table["State"]) == ["Failed"] and "No iTero manifest" in table["Problem"][0]

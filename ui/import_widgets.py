@@ -138,30 +138,40 @@ def candidate_editor(actor: Actor, record: SimulationImport) -> None:
         st.rerun()
 
 
+def unassigned_imports(actor: Actor) -> None:
+    """Recent imports that have no patient yet (waiting for one, or failed before one was chosen):
+    they belong to no patient's recent imports, so they are listed on their own."""
+    records = services().imports.unassigned(actor)
+    if records:
+        st.subheader("Recent imports without a patient")
+        st.dataframe([{"When": r.createdAt.strftime("%Y-%m-%d %H:%M"), "Source": r.source.value,
+                       "Name": printable(r.name), "State": r.state.value.title(),
+                       "Problem": printable(r.error or "")} for r in records], hide_index=True, width="stretch")
+
+
 def recent_imports(actor: Actor, patient_id: str) -> None:
-    """This patient's recent imports, and the clinic's recent imports that have no patient yet."""
-    records = services().imports.recent(actor, patient_id=patient_id, with_unassigned=True)
+    records = services().imports.recent(actor, patient_id=patient_id)
     if records:
         st.subheader("Recent imports")
         st.dataframe([{"When": r.createdAt.strftime("%Y-%m-%d %H:%M"), "Source": r.source.value,
-                       "Name": printable(r.name), "Patient": "this patient" if r.patientId else "not assigned",
-                       "State": r.state.value.title(), "Problem": printable(r.error or "")} for r in records],
+                       "Name": r.name, "State": r.state.value.title(), "Problem": r.error or ""} for r in records],
                      hide_index=True, width="stretch")
 
 
 def unmatched_imports(actor: Actor) -> None:
-    """Drop-folder and CLI imports that name no unique patient: open one to assign the patient and import."""
+    """Watch-folder imports that name no unique patient: open one to assign the patient and import."""
     waiting = services().integrations.unmatched(actor)
     if not waiting:
         return
     st.subheader(f"Unmatched imports ({len(waiting)})")
     for record in waiting:
         cols = st.columns([4, 1])
+        # CLI and drop-folder imports: named after the export folder, or (iTero) after the order.
         order = record.metadata.get("sourceId")
         title = record.name or (f"order {order}" if order else record.source.value)
-        cols[0].markdown(f"**{md(title)}** · {record.source.value} · "
-                         f"{record.createdAt:%Y-%m-%d %H:%M}"
-                         + (f"  \n{md(record.metadata['matchReason'])}" if record.metadata.get("matchReason") else ""))
+        reason = record.metadata.get("matchReason")
+        cols[0].markdown(f"**{md(title)}** · {record.source.value} · {record.createdAt:%Y-%m-%d %H:%M}"
+                         + (f"  \n{md(reason)}" if reason else ""))
         if cols[1].button("Assign patient", key=f"assign-{record.id}"):
             st.session_state["import_id"] = record.id
             st.rerun()

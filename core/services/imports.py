@@ -125,16 +125,10 @@ class ImportService:
         actor.require(Permission.IMAGING_CAPTURE)
         return self._infra.imports.get(actor.clinic_id, import_id)
 
-    def recent(self, actor: Actor, *, patient_id: str | None = None, states: Sequence[ImportState] | None = None,
-               with_unassigned: bool = False) -> list[SimulationImport]:
-        """Recent imports (of one patient, in some states); `with_unassigned` adds the clinic's recent
-        imports that have no patient yet (unmatched, or failed before one was chosen), newest first."""
+    def recent(self, actor: Actor, *, patient_id: str | None = None,
+               states: Sequence[ImportState] | None = None) -> list[SimulationImport]:
         actor.require(Permission.IMAGING_CAPTURE)
-        records = self._infra.imports.list(actor.clinic_id, patient_id=patient_id, states=states)
-        if with_unassigned:
-            records += self._infra.imports.list_unassigned(actor.clinic_id)
-            records.sort(key=lambda r: r.createdAt, reverse=True)
-        return records
+        return self._infra.imports.list(actor.clinic_id, patient_id=patient_id, states=states)
 
     def candidate_image(self, actor: Actor, import_id: str, key: str, *, thumb: bool = True) -> bytes:
         record = self.get(actor, import_id)
@@ -142,6 +136,12 @@ class ImportService:
         if candidate is None:
             raise NotFoundError("That frame is not part of this import.")
         return self._infra.store.get(candidate.thumbSha256 if thumb else candidate.sha256)
+
+    def unassigned(self, actor: Actor) -> list[SimulationImport]:
+        """The clinic's imports of the last 30 days that have no patient yet (unmatched exports, or
+        failed before one was chosen), newest first: they appear under no patient's recent imports."""
+        actor.require(Permission.IMAGING_CAPTURE)
+        return self._infra.imports.list_unassigned(actor.clinic_id)
 
     def confirm(self, actor: Actor, import_id: str, *, order: Sequence[str], name: str | None = None,
                 views: Sequence[str] | None = None, patient_id: str | None = None,
