@@ -16,6 +16,7 @@ from ui.context import (
     sign_out,
 )
 from ui.navigation import pages_for
+from ui.text import md
 
 st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":material/dentistry:", layout="wide")
 SETTINGS = services().infra.settings
@@ -99,7 +100,7 @@ if actor is None:
 else:
     clinic = services().sessions.clinic(actor)
     with st.sidebar:
-        st.markdown(f"**{actor.user.name}**  \n{clinic.name}  \nRole: `{actor.role.value}`")
+        st.markdown(f"**{md(actor.user.name)}**  \n{md(clinic.name)}  \nRole: `{actor.role.value}`")
         if SETTINGS.dev_signin_allowed:
             st.caption(":material/science: Development sign-in (demo)")
         st.button("Sign out", icon=":material/logout:", on_click=end_session)

@@ -6,6 +6,9 @@
 - staged3d_render_ms_per_frame: two generated arches of ~150k triangles each, rendered at
   1920x1080 (SSAA 2) from the five clinical views for 6 stages; wall ms per view image,
   excluding the one-off renderer set-up.
+- itero_import_s: a generated OrthoCAD export as clinics have it (five unlisted 1920x1080 penta
+  views, Rx page, logo, two 20 MB binary STL jaw scans) read from its folder, through upload,
+  analysis, patient match, import and display renditions, until the version is ready to view.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from pathlib import Path
 
 from _harness import bench_services
 
-from core.domain import ImportSource, ImportState, Role
-from core.importing.testing import make_test_recording
+from core.domain import ImportSource, ImportState, RenditionState, Role
+from core.fixtures.recordings import make_test_recording
 from core.permissions import Actor
 from core.services.imports import Upload
 
@@ -45,8 +48,46 @@ def recording_x_realtime() -> tuple[float, int]:
         return SECONDS / elapsed, len(analysed.candidates)
 
 
+JAW_BYTES = 20_000_000
+
+
+def itero_import_seconds() -> tuple[float, int]:
+    from core.fixtures.itero import VARIATIONS, make_itero_export
+    from core.fixtures.meshes import make_arch_mesh, write_stl
+
+    triangles = (JAW_BYTES - 84) // 50  # a 20 MB binary STL
+    jaws = {arch: write_stl(make_arch_mesh(arch, 0, 2, triangles=triangles)) for arch in ("upper", "lower")}
+    with tempfile.TemporaryDirectory() as tmp, bench_services() as (services, _env):
+        folder = Path(tmp) / "OrthoCAD_Export_70011 (4)"
+        make_itero_export(folder, order_id="70011", patient=("Bench", "B"), doctor="Dr. Bench", stl=jaws,
+                          variation=VARIATIONS["orthocad"])
+        infra = services.infra
+        clinic = infra.clinics.create(name="Bench", slug="bench")
+        user = infra.users.create(clinic.id, email="c@bench.test", name="C", role=Role.COORDINATOR)
+        patient = infra.patients.create(clinic.id, first_name="B", last_name="Bench", date_of_birth=date(2000, 1, 1),
+                                        chart_number="CH-4711")
+        actor = Actor(user)
+        start = time.perf_counter()
+        uploads = [Upload(str(p.relative_to(folder.parent)), p.read_bytes()) for p in sorted(folder.iterdir())]
+        record = services.imports.start(actor, source=ImportSource.ITERO, patient_id=None, uploads=uploads,
+                                        queue_analysis=False)
+        analysed = services.imports.analyze(clinic.id, record.id)
+        assert analysed.state is ImportState.PREVIEW, analysed.error
+        assert analysed.metadata["patientMatch"] == [patient.id], analysed.metadata["matchReason"]
+        services.imports.confirm(actor, record.id, order=[c.key for c in analysed.candidates],
+                                 patient_id=patient.id, queue=False)
+        done = services.imports.commit(clinic.id, record.id)
+        assert done.state is ImportState.DONE, done.error
+        sim = services.simulations.make_renditions(clinic.id, done.simulationId or "")
+        elapsed = time.perf_counter() - start
+        assert sim.renditions is RenditionState.READY and sim.frameCount == 5
+        scans = infra.assets.list_for_patient(clinic.id, patient.id)
+        assert sum(a.size for a in scans if a.contentType == "model/stl") == sum(map(len, jaws.values()))
+        return elapsed, sum(len(u.data) for u in uploads)
+
+
 def staged3d_ms_per_frame() -> float | None:
-    from core.importing.mesh_testing import make_arch_mesh
+    from core.fixtures.meshes import make_arch_mesh
     from core.importing.meshes import RenderSpec, StageRenderer, rendering_available
 
     if rendering_available() is not None:
@@ -67,8 +108,11 @@ def staged3d_ms_per_frame() -> float | None:
 def main() -> None:
     ratio, stages = recording_x_realtime()
     print(f"recording: {SECONDS} s 1080p30 H.264, {stages} stages detected, {ratio:.1f}x real time")
+    itero, size = itero_import_seconds()
+    print(f"itero: {size / 1e6:.0f} MB export (5 views, two 20 MB jaws), folder to version ready in {itero:.2f} s")
     ms = staged3d_ms_per_frame()
     print(f"recording_import_x_realtime: {ratio:.1f}")
+    print(f"itero_import_s: {itero:.2f}")
     if ms is not None:
         print(f"staged3d_render_ms_per_frame: {ms:.0f}")
 

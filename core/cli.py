@@ -1,7 +1,8 @@
 """Admin command line: `python -m core.cli --help`. Commands act as a named user (`--as EMAIL`).
 
 Against `make run`'s embedded servers it finds them through `DATA_DIR/run/endpoints.json`;
-otherwise set MONGODB_URI / REDIS_URL as for the app.
+otherwise set MONGODB_URI / REDIS_URL as for the app. Text that may come from files or the database
+is printed through `say`, which shows control characters and bidi overrides as escapes.
 """
 
 from __future__ import annotations
@@ -44,13 +45,24 @@ def _services(settings: Settings):
     return services
 
 
+#: `import` exit codes: imported, failed (nothing saved), waiting in the Unmatched imports queue.
+EXIT_IMPORTED, EXIT_FAILED, EXIT_UNMATCHED = 0, 1, 3
+
+
+def say(text: str, *, error: bool = False) -> None:
+    """Print one line; untrusted parts can neither move the cursor nor reverse the text."""
+    from core.text import printable
+
+    print(printable(text), file=sys.stderr if error else sys.stdout, flush=True)
+
+
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     from core.demo.seed import seed_demo
 
     count = seed_demo(
-        _services(settings), profile=args.profile, inline=not args.queue, progress=lambda msg: print(msg, flush=True)
+        _services(settings), profile=args.profile, inline=not args.queue, progress=say
     )
-    print(f"seeded {count} demo simulations")
+    say(f"seeded {count} demo simulations")
     return 0
 
 
@@ -58,7 +70,7 @@ def cmd_patients(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     actor = services.sessions.actor_by_email(args.as_user, args.clinic)
     for patient in services.patients.search(actor, args.search or ""):
-        print(f"{patient.id}  {patient.chartNumber:<10} {patient.display_name}  (born {patient.dateOfBirth})")
+        say(f"{patient.id}  {patient.chartNumber:<10} {patient.display_name}  (born {patient.dateOfBirth})")
     return 0
 
 
@@ -67,12 +79,11 @@ def cmd_simulations(args: argparse.Namespace, settings: Settings) -> int:
     actor = services.sessions.actor_by_email(args.as_user, args.clinic)
     overview = services.patients.overview(actor, args.patient_id, include_archived=True)
     for series in overview.series:
-        print(
-            f"{series.title} [{series.simulationType.value}]{' — ' + series.treatment.name if series.treatment else ''}"
-        )
+        treatment = f" — {series.treatment.name}" if series.treatment else ""
+        say(f"{series.title} [{series.simulationType.value}]{treatment}")
         for sim in series.versions:
             approved = "approved" if sim.isApproved else "draft"
-            print(
+            say(
                 f"  v{sim.version:<3} {sim.id}  {sim.status.value:<10} {approved:<8} "
                 f"{sim.sourceSystem or '-':<12} {sim.frameCount:>4} frames  {sim.createdAt:%Y-%m-%d %H:%M}"
             )
@@ -80,7 +91,12 @@ def cmd_simulations(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the same import service as the page, analysing and importing in this process."""
+    """Run the same import service as the page, analysing and importing in this process.
+
+    The commit happens here and only here (the import is confirmed without queueing a job), so a
+    running worker never saves the same import a second time. An export whose patient is neither
+    given (--patient, --series) nor matched uniquely joins the Unmatched imports queue (exit 3).
+    """
     from pathlib import Path
 
     from core.domain import ImportSource, ImportState, SimulationType
@@ -93,8 +109,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         path = Path(raw)
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         if not files or not all(p.is_file() for p in files):
-            print(f"error: {raw} is not a file or a folder with files", file=sys.stderr)
-            return 1
+            say(f"error: {raw} is not a file or a folder with files", error=True)
+            return EXIT_FAILED
         base = path if path.is_dir() else path.parent
         uploads += [Upload(str(p.relative_to(base)), p.read_bytes()) for p in files]
     options = {"views": args.views.split(",")} if args.views else {}
@@ -110,26 +126,57 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         options=options,
         queue_analysis=False,
     )
-    record = services.imports.analyze(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
+    record = services.imports.analyze(actor.clinic_id, record.id, progress=lambda p, s: say(f"  {p:3d}% {s}"))
     if record.state is not ImportState.PREVIEW:
-        print(f"error: {record.error}", file=sys.stderr)
-        return 1
-    print(f"found {len(record.candidates)} frames")
-    services.imports.confirm(
-        actor,
-        record.id,
-        order=[c.key for c in record.candidates],
-        name=args.name,
-        patient_id=args.patient or (record.metadata.get("patientMatch") or [None])[0],
-    )
-    done = services.imports.commit(actor.clinic_id, record.id, progress=lambda p, s: print(f"  {p:3d}% {s}"))
+        say(f"error: {record.error}", error=True)
+        return EXIT_FAILED
+    say(f"found {len(record.candidates)} frame{'' if len(record.candidates) == 1 else 's'}")
+    _describe_export(record.metadata)
+    for warning in record.metadata.get("warnings") or ():
+        say(f"warning: {warning}")
+    patient_id = record.patientId
+    proposed = record.metadata.get("patientMatch")
+    if proposed is not None:  # the export names its patient: say what was matched, and why
+        say(f"patient match: {record.metadata.get('matchReason', '')}")
+        if patient_id is None and len(proposed) == 1:
+            patient_id = proposed[0]
+            say(f"importing for the matched patient {patient_id}")
+        elif patient_id is not None and patient_id not in proposed:
+            say(f"warning: the export does not match patient {patient_id}; imported for it as --patient says")
+    if patient_id is None:
+        services.imports.mark_unmatched(actor.clinic_id, record.id)
+        say(f"import {record.id} waits for a patient: assign one under Unmatched imports on the Import page, "
+            "or import again with --patient PATIENT_ID")
+        return EXIT_UNMATCHED
+    services.imports.confirm(actor, record.id, order=[c.key for c in record.candidates], name=args.name,
+                             patient_id=patient_id, queue=False)
+    done = services.imports.commit(actor.clinic_id, record.id, progress=lambda p, s: say(f"  {p:3d}% {s}"))
     if done.state is not ImportState.DONE:
-        print(f"error: {done.error}", file=sys.stderr)
-        return 1
+        say(f"error: {done.error}", error=True)
+        return EXIT_FAILED
     sim = services.simulations.get(actor, done.simulationId or "")
     frames = f"{sim.frameCount} frame{'' if sim.frameCount == 1 else 's'}"
-    print(f"imported simulation {sim.id} version {sim.version} ({frames})")
-    return 0
+    say(f"imported simulation {sim.id} version {sim.version} ({frames})")
+    return EXIT_IMPORTED
+
+
+def _describe_export(metadata: dict) -> None:
+    """One line of what an iTero export held (no patient data)."""
+    itero = metadata.get("itero")
+    if not itero:
+        return
+    facts = [f"iTero order {itero['orderId']}"]
+    if itero.get("scanDate"):
+        facts.append(f"scanned {itero['scanDate']}")
+    if itero.get("exportTime"):
+        facts.append(f"exported {itero['exportTime']}")
+    unlisted = len(itero.get("unlistedViews") or ())
+    facts.append(f"{len(itero.get('views') or {})} views"
+                 + (f" ({unlisted} not listed in the manifest)" if unlisted else ""))
+    for jaw in itero.get("jaws") or ():
+        state = f"{jaw['triangles']:,} triangles" if jaw["status"] == "ok" else jaw["status"]
+        facts.append(f"{jaw['arch']} jaw {state}")
+    say(" · ".join(facts))
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,7 +202,7 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
         removed += 1
         if not args.dry_run:
             infra.store.delete(sha)
-    print(f"{'would remove' if args.dry_run else 'removed'} {removed} unreferenced file(s)")
+    say(f"{'would remove' if args.dry_run else 'removed'} {removed} unreferenced file(s)")
     return 0
 
 
@@ -212,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     gc.set_defaults(func=cmd_gc)
 
-    imp = sub.add_parser("import", help="import a simulation (files, recording, itero, staged-3d)")
+    imp = sub.add_parser(
+        "import", help="import a simulation (files, recording, itero, staged-3d)",
+        epilog="Exit status: 0 imported; 1 failed (nothing was saved); 3 the patient is not known (no --patient "
+               "and no unique match): the import waits under Unmatched imports on the Import page.")
     acting(imp)
     imp.add_argument("--patient", metavar="PATIENT_ID", help="required unless --series or an iTero match is used")
     imp.add_argument("--treatment", metavar="ID")
@@ -240,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, cli_settings())
     except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", error=True)
         return 1
 
 

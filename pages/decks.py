@@ -7,6 +7,7 @@ from core.errors import StudioError
 from ui.context import require_actor, services, show_error
 from ui.deck_widgets import deck_preview, slide_editor
 from ui.render_widgets import FOLLOW_KEY, export_progress, follow
+from ui.text import md
 from ui.widgets import patient_picker
 
 CAPTIONS = {PatientNames.NONE: "Not at all", PatientNames.INITIALS: "Initials", PatientNames.FULL: "Full name"}
@@ -38,7 +39,7 @@ try:
     st.session_state["deck_id"] = deck_id
     deck = services().decks.get(actor, deck_id)
     for warning in services().decks.warnings(actor, deck):
-        st.warning(warning.text, icon=":material/update:")
+        st.warning(md(warning.text), icon=":material/update:")
     st.caption("Shows: " + ", ".join(f"v{v}" for v in deck.usedVersions.values()) + " (approved versions only)")
     if can_edit:
         slide_editor(actor, deck)

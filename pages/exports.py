@@ -7,6 +7,7 @@ from core.errors import StudioError
 from ui.context import require_actor, services, show_error
 from ui.paging import page_controls, page_cursor
 from ui.render_widgets import download_button
+from ui.text import md
 
 actor = require_actor()
 st.title("Exports")
@@ -20,7 +21,7 @@ try:
     for export in exports:
         with st.container(border=True):
             cols = st.columns([3, 2, 2, 2])
-            cols[0].markdown(f"**{export.name or export.exportType.value}**  \n{export.exportType.value.title()}")
+            cols[0].markdown(f"**{md(export.name or export.exportType.value)}**  \n{export.exportType.value.title()}")
             cols[1].markdown(f"{export.state.value.title()}"
                              + (f" · {export.progress}%" if export.state is ExportState.RUNNING else ""))
             cols[2].caption(f"{users.get(export.createdBy, 'a colleague')}  \n{export.createdAt:%Y-%m-%d %H:%M} UTC")
@@ -28,7 +29,7 @@ try:
                 if export.state is ExportState.DONE and export.id in files:
                     download_button(actor, export, files[export.id])
                 elif export.state is ExportState.FAILED:
-                    st.caption(export.error or "failed")
+                    st.caption(md(export.error or "failed"))
     page_controls("exports", exports)
 except StudioError as exc:
     show_error(exc)

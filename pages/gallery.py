@@ -4,17 +4,19 @@ import streamlit as st
 
 from core.domain import AssetKind, Permission
 from core.errors import StudioError
-from core.services.visuals import GALLERY_KINDS
+from core.services.visuals import GALLERY_KINDS, asset_facts
 from ui.context import require_actor, services, show_error
 from ui.downloads import file_link
 from ui.paging import page_controls, page_cursor
+from ui.text import md
 from ui.widgets import patient_picker
 
 KIND_LABELS = {AssetKind.PHOTO: "Photos", AssetKind.SCAN: "Scans", AssetKind.EXPORT: "Exports"}
 FILE_ICONS = {"video/mp4": ":material/movie: MP4", "video/webm": ":material/movie: WebM",
               "image/gif": ":material/gif_box: GIF", "application/pdf": ":material/picture_as_pdf: PDF",
               "application/zip": ":material/folder_zip: ZIP", "model/stl": ":material/view_in_ar: STL",
-              "application/xml": ":material/description: manifest"}
+              "model/ply": ":material/view_in_ar: PLY", "application/xml": ":material/description: manifest",
+              "application/vnd.openxmlformats-officedocument.presentationml.presentation": ":material/slideshow: PPTX"}
 
 actor = require_actor()
 st.title("Gallery")
@@ -40,12 +42,12 @@ try:
                     st.image(thumbs[asset.id], width="stretch")
                 else:
                     st.markdown(f"#### {FILE_ICONS.get(asset.contentType, ':material/description:')}")
-                st.markdown(f"**{asset.label or KIND_LABELS.get(asset.kind, asset.kind.value)}**")
-                facts = [f"{asset.width} × {asset.height}", f"{asset.createdAt:%Y-%m-%d}"]
+                st.markdown(f"**{md(asset.label or KIND_LABELS.get(asset.kind, asset.kind.value))}**")
+                facts = [*asset_facts(asset), f"{asset.createdAt:%Y-%m-%d}"]
                 if item.export:
                     facts.append(f"v{asset.details.get('simulationVersion')}")
                     facts.append("approved" if asset.details.get("approved") else "draft")
-                st.caption(" · ".join(facts))
+                st.caption(" · ".join(md(fact) for fact in facts))
                 if actor.can(Permission.IMAGING_EXPORT):
                     file_link(actor, asset, width="stretch")
     page_controls(list_key, page)

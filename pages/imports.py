@@ -6,14 +6,14 @@ from core.domain import CLINICAL_VIEWS, VIEW_LABELS, ImportSource, ImportState, 
 from core.errors import StudioError
 from core.services.imports import Upload
 from ui.context import PATIENT_KEY, SIMULATION_KEY, require_actor, services, show_error
-from ui.import_widgets import candidate_editor, import_status, recent_imports, unmatched_imports
+from ui.import_widgets import candidate_editor, import_status, recent_imports, unassigned_imports, unmatched_imports
 from ui.widgets import patient_picker
 
 IMPORT_KEY = "import_id"
 SOURCES = {
     ImportSource.FILES: ("Screenshots (PNG/JPEG/WebP or one ZIP)", ["png", "jpg", "jpeg", "webp", "zip"]),
     ImportSource.RECORDING: ("Screen recording (MP4/MOV/WebM)", ["mp4", "mov", "m4v", "webm"]),
-    ImportSource.ITERO: ("iTero / OrthoCAD export (folder files or ZIP)", None),
+    ImportSource.ITERO: ("iTero / OrthoCAD export (the folder, its files, or its ZIP)", None),
     ImportSource.STAGED_3D: ("Staged 3D models (STL/PLY/OBJ per arch per stage, or ZIP)", ["stl", "ply", "obj", "zip"]),
 }
 
@@ -40,6 +40,7 @@ try:
 
     patient = patient_picker(actor)
     if patient is None:
+        unmatched_imports(actor)  # exports waiting for a patient need no patient chosen first
         st.stop()
     overview = services().patients.overview(actor, patient.id)
     source = st.radio("Source", list(SOURCES), format_func=lambda s: SOURCES[s][0], key="import-source")
@@ -86,10 +87,13 @@ try:
             format_func=VIEW_LABELS.__getitem__,
             key="import-views",
         )
+    several = source is not ImportSource.RECORDING
+    if source is ImportSource.ITERO and st.toggle("Choose the export folder", value=True, key="import-itero-folder"):
+        several = "directory"  # the whole OrthoCAD_Export_… folder, as the scanner software wrote it
     files = st.file_uploader(
         "Files",
         type=SOURCES[source][1],
-        accept_multiple_files=source is not ImportSource.RECORDING,
+        accept_multiple_files=several,
         key=f"import-files-{source.value}",
     )
     if st.button("Upload and analyse", type="primary", icon=":material/upload:", disabled=not files):
@@ -109,5 +113,6 @@ try:
         st.rerun()
     recent_imports(actor, patient.id)
     unmatched_imports(actor)
+    unassigned_imports(actor)
 except StudioError as exc:
     show_error(exc)

@@ -74,7 +74,9 @@ def test_the_3d_view_draws_with_webgl_and_the_stage_slider_redraws_it(app_url, p
     page.goto(app_url)
     page.get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="coordinator@alpha.test").click()
-    page.get_by_role("button", name="Sign in").click()
+    with page.expect_response(lambda r: "/auth/session" in r.url, timeout=30_000):  # the session cookie
+        page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
     expect(page.get_by_role("heading", name="Patients")).to_be_visible()
     page.get_by_role("link", name="Simulation").click()
     expect(page.get_by_role("heading", name="Simulation")).to_be_visible()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date
+
+import pytest
 
 from core.config import PROJECT_ROOT
 from core.domain import Role, SimulationType
@@ -99,3 +102,60 @@ def test_gc_removes_only_old_unreferenced_files(env, services, infra, settings):
     assert not infra.store.exists(orphan.sha256)
     assert infra.store.exists(fresh_orphan.sha256)  # too young: may belong to an import in progress
     assert all(infra.store.exists(a.sha256) for a in infra.assets.list_for_patient(world.clinic.id, world.patient.id))
+
+
+def _import_job_ids(redis) -> list[str]:
+    """Every imports-queue job RQ knows of: queued, scheduled, running, finished or failed."""
+    from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    from core.queueing import queue
+
+    imports = queue(redis, "imports")
+    ids = list(imports.job_ids)
+    for registry in (StartedJobRegistry, FinishedJobRegistry, FailedJobRegistry, ScheduledJobRegistry):
+        ids += registry(queue=imports).get_job_ids()
+    return ids
+
+
+@pytest.mark.worker
+def test_cli_imports_with_a_worker_running_save_each_version_once(env, services, infra, worker, tmp_path):
+    from core.fixtures.itero import VARIATIONS, make_itero_export
+    from core.imaging import encode_png
+    from tests.factories import gradient_frame
+
+    world = make_clinic(infra)
+    infra.patients.create(world.clinic.id, first_name="Alex", last_name="Example", date_of_birth=date(2009, 4, 17),
+                          chart_number="CH-4711")
+    export = tmp_path / "OrthoCAD_Export_70011 (4)"
+    make_itero_export(export, order_id="70011", patient=("Example", "Alex"), doctor="Dr. Sample, Pat",
+                      variation=VARIATIONS["orthocad"], view_size=(320, 180))
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for stage in (1, 2):
+        (shots / f"Stage {stage}.png").write_bytes(encode_png(gradient_frame(stage)).data)
+
+    runs = [_cli(env, "import", "--as", "coordinator@alpha.test", "--source", "itero", str(export)),
+            _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id, "--source", "files",
+                 "--name", "Shots", str(shots)),
+            _cli(env, "import", "--as", "coordinator@alpha.test", "--source", "itero", str(export))]
+    for run in runs:
+        assert run.returncode == 0, run.stderr + run.stdout
+        assert run.stderr == ""
+    versions = [run.stdout.strip().splitlines()[-1] for run in runs]
+    assert [line.split()[-3:] for line in versions] == [["1", "(5", "frames)"], ["1", "(2", "frames)"],
+                                                        ["2", "(5", "frames)"]]
+    assert infra.db.simulations.count_documents({}) == 3
+    assert infra.db.imports.count_documents({"state": "DONE"}) == 3
+    # The CLI committed each import itself: no commit job was ever queued for a worker to repeat.
+    assert not [job for job in _import_job_ids(infra.redis) if job.startswith("import-commit-")]
+
+
+def test_cli_output_shows_control_characters_and_bidi_overrides_as_escapes(env, infra, tmp_path):
+    world = make_clinic(infra)
+    name = "Stage 1 \x1b[31mred\x1b[0m \u202egnp.exe"
+    (tmp_path / name).write_text("not a picture")
+    result = _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id,
+                  "--source", "files", str(tmp_path))
+    assert result.returncode == 1
+    assert "Stage 1 \\x1b[31mred\\x1b[0m \\u202egnp.exe is not an image" in result.stderr
+    assert "\x1b" not in result.stderr + result.stdout and "\u202e" not in result.stderr + result.stdout

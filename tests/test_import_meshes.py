@@ -15,8 +15,7 @@ import pytest
 
 from core.config import PROJECT_ROOT
 from core.errors import ConfigurationError, ValidationError
-from core.importing import meshes
-from core.importing.mesh_testing import (
+from core.fixtures.meshes import (
     make_arch_mesh,
     write_obj,
     write_ply_ascii,
@@ -24,6 +23,7 @@ from core.importing.mesh_testing import (
     write_stl,
     write_stl_ascii,
 )
+from core.importing import meshes
 from core.importing.meshes import CLINICAL_VIEWS, Mesh, RenderSpec, StageRenderer, load_mesh, rendering_available
 
 STAGES = 4
@@ -185,12 +185,71 @@ def test_nan_coordinates_are_rejected() -> None:
 
 
 def test_out_of_range_face_indices_are_rejected() -> None:
-    with pytest.raises(ValidationError, match=r"arch\.obj has a face referring to vertex 98"):
+    with pytest.raises(ValidationError, match=r"arch\.obj: an OBJ face refers to vertex 99, but .* only 3"):
         load_mesh(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99\n", name="arch.obj")
-    with pytest.raises(ValidationError, match="referring to vertex -2"):
+    with pytest.raises(ValidationError, match="refers to vertex -5, counting back further than the vertices defined"):
         load_mesh(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 -5\n", name="arch.obj")
     with pytest.raises(ValidationError, match=r"arch\.ply has a face referring to vertex 7"):
         load_mesh(write_ply_ascii(TETRA).replace(b"\n3 1 2 3\n", b"\n3 1 2 7\n"), name="arch.ply")
+
+
+TRIANGLE_OBJ = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+PLY_HEAD = (b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+            b"element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n")
+HUGE = b"99999999999999999999"  # 20 digits: more than int64 holds
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (TRIANGLE_OBJ.replace(b"f 1 2 3", b"f 1 2 " + HUGE),
+     r"an OBJ face refers to vertex 99999999999999999999, but the file defines only 3 vertices"),
+    (TRIANGLE_OBJ.replace(b"f 1 2 3", b"f 1 2 -" + HUGE), r"refers to vertex -99999999999999999999"),
+    (TRIANGLE_OBJ.replace(b"f 1 2 3", b"f 1 2 9223372036854775807"), r"refers to vertex 9223372036854775807"),
+    (TRIANGLE_OBJ.replace(b"f 1 2 3", b"f 1/" + HUGE + b" 2 3"), None),  # texture index: ignored, still valid
+    (TRIANGLE_OBJ.replace(b"v 0 1 0", b"v 0 1 1e300"), r"vertex coordinate of 1e\+300, far outside"),
+    (TRIANGLE_OBJ.replace(b"v 0 1 0", b"v 0 1 1e39"), r"vertex coordinate of 1e\+39"),  # inf as float32
+    (PLY_HEAD + b"3 0 1 " + HUGE + b"\n", r"a face refers to vertex 100000000000000000000, outside the range"),
+    (PLY_HEAD + b"3 0 1 -" + HUGE + b"\n", r"refers to vertex -100000000000000000000"),
+    (PLY_HEAD.replace(b"element vertex 3", b"element vertex " + HUGE) + b"3 0 1 2\n",
+     r"announces 99,999,999,999,999,999,999 vertex records; at most 2,147,483,647 are accepted"),
+    (PLY_HEAD.replace(b"element face 1", b"element face 4294967296") + b"3 0 1 2\n",
+     r"announces 4,294,967,296 face records; at most 2,147,483,647"),
+    (b"solid x\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 -2e7\nendloop\n"
+     b"endfacet\nendsolid x\n", r"coordinate of 2e\+07"),
+])  # fmt: skip
+def test_numbers_out_of_range_are_refused_before_conversion(data: bytes, message: str | None) -> None:
+    if message is None:
+        assert load_mesh(data, name="arch.obj").triangle_count == 1
+        return
+    with pytest.raises(ValidationError, match=message):
+        load_mesh(data, name="arch.obj")
+
+
+def test_binary_stl_coordinates_beyond_a_kilometre_are_refused() -> None:
+    data = bytearray(write_stl(TETRA))
+    data[84 + 12:84 + 16] = struct.pack("<f", 3.0e38)
+    with pytest.raises(ValidationError, match=r"arch\.stl has a vertex coordinate of 3e\+38"):
+        load_mesh(bytes(data), name="arch.stl")
+
+
+def test_inspect_counts_triangles_of_stl_and_ply_without_building_a_mesh(lower: Mesh) -> None:
+    assert meshes.inspect_mesh(write_stl(lower), name="u.stl") == meshes.MeshSummary(
+        "binary STL", lower.triangle_count, "model/stl")
+    assert meshes.inspect_mesh(write_stl_ascii(lower), name="u.stl").format == "ASCII STL"
+    assert meshes.inspect_mesh(write_stl_ascii(lower), name="u.stl").triangles == lower.triangle_count
+    assert meshes.inspect_mesh(write_ply_binary(lower), name="u.ply").content_type == "model/ply"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", r"upper\.stl is empty \(0 bytes\)"),
+    (b"<!DOCTYPE html><html><body>Sign in to MyiTero</body></html>", r"upper\.stl is an HTML page, not an STL"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), r"is a PNG image, not an STL or PLY model"),
+    (write_stl(TETRA)[:-30], r"announces 4 triangles .*truncated or corrupt"),
+    (write_stl(TETRA)[:80] + struct.pack("<I", 0), r"a binary STL with no triangles"),
+    (write_obj(TETRA), r"is an OBJ model, not an STL or PLY model"),
+])  # fmt: skip
+def test_inspect_says_what_a_broken_jaw_file_is(data: bytes, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        meshes.inspect_mesh(data, name="upper.stl")
 
 
 def test_meshes_over_the_triangle_cap_are_rejected(lower: Mesh) -> None:
@@ -263,7 +322,7 @@ def test_make_arch_mesh_is_deterministic_and_near_the_budget() -> None:
 
 
 def test_importing_the_module_does_not_import_vtk() -> None:
-    code = ("import sys, core.importing.meshes, core.importing.mesh_testing\n"
+    code = ("import sys, core.importing.meshes, core.fixtures.meshes\n"
             "assert 'vtk' not in sys.modules and 'pyvista' not in sys.modules, 'eager import'\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=60, check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import av
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 
 from core.errors import ValidationError
+from core.fixtures.recordings import make_test_recording, render_stage_still
 from core.importing import recording
 from core.importing.limits import ImportLimits
 from core.importing.recording import CropBox, StageFrame, VideoInfo, detect_stage_frames, probe_video
-from core.importing.testing import make_test_recording, render_stage_still
 
 STAGES = 7
 SIZE = (640, 360)
@@ -144,6 +145,53 @@ def test_a_truncated_recording_is_refused(tmp_path: Path, clip: Path) -> None:
     path.write_bytes(clip.read_bytes()[:20_000])
     with pytest.raises(ValidationError):
         detect_stage_frames(path, info=probe_video(path))
+
+
+@pytest.fixture(scope="module")
+def faststart_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("recording") / "faststart.mp4"
+    make_test_recording(path, stages=STAGES, size=SIZE, faststart=True)
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index comes first, as in web and phone exports
+    return path
+
+
+def test_a_faststart_recording_probes_its_exact_frame_count(faststart_clip: Path) -> None:
+    info = probe_video(faststart_clip)
+    assert info.stated_frames == info.frame_count_estimate
+    assert len(detect_stage_frames(faststart_clip, info=info)) == STAGES
+
+
+@pytest.mark.parametrize("kept", [0.45, 0.75])
+def test_a_recording_cut_off_after_its_index_is_refused_with_what_was_found(tmp_path: Path, faststart_clip: Path,
+                                                                            kept: float) -> None:
+    data = faststart_clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    info = probe_video(cut)  # the header is intact: it still states the whole length
+    full = probe_video(faststart_clip)
+    assert (info.duration_s, info.stated_frames) == (full.duration_s, full.stated_frames)
+    with pytest.raises(ValidationError) as caught:
+        detect_stage_frames(cut, info=info)
+    message = str(caught.value)
+    assert message.startswith("The recording is cut off: its header states ")
+    assert f"({full.stated_frames:,} frames), but only the first " in message
+    found = re.search(r"could be decoded, showing (\d+) stages?\. The file is incomplete", message)
+    assert found is not None, message
+    assert 1 <= int(found[1]) < STAGES
+    assert "upload the complete recording" in message
+
+
+def test_without_a_stated_frame_count_the_duration_decides(clip: Path, info: VideoInfo) -> None:
+    longer = VideoInfo(info.container, info.codec, info.width, info.height, info.fps, info.duration_s * 2,
+                       info.frame_count_estimate * 2, info.has_audio, stated_frames=None)
+    expected = (rf"header states {2 * info.duration_s:.1f} s, but only the first {info.duration_s:.1f} s "
+                rf"\({info.frame_count_estimate} frames\) could be decoded, showing {STAGES} stages")
+    with pytest.raises(ValidationError, match=expected):
+        detect_stage_frames(clip, info=longer)
+    same = VideoInfo(info.container, info.codec, info.width, info.height, info.fps, info.duration_s,
+                     info.frame_count_estimate, info.has_audio, stated_frames=None)
+    assert len(detect_stage_frames(clip, info=same)) == STAGES
 
 
 @pytest.mark.parametrize("pixel_format", ["yuv420p10le", "p010le", "nv12", "yuv444p", "rgb24"])

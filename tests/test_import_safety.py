@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from core.errors import ValidationError
+from core.fixtures.meshes import tiny_stl
 from core.importing import archives
 from core.importing.archives import ZipMember, extract_zip, read_limited, read_zip
 from core.importing.images import load_still
@@ -26,7 +27,6 @@ from core.importing.naming import (
     stage_number,
 )
 from core.importing.sniff import STILL_IMAGE_FORMATS, sniff
-from core.importing.testing import tiny_stl
 
 # --- helpers --------------------------------------------------------------------------------
 

@@ -168,7 +168,7 @@ def test_concurrent_imports_into_one_series_leave_one_active_and_gap_free_versio
 
 @pytest.mark.worker
 def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, world, infra, worker, tmp_path):
-    from core.importing.testing import make_test_recording
+    from core.fixtures.recordings import make_test_recording
 
     video = tmp_path / "capture.mp4"
     make_test_recording(video, stages=6, size=(480, 270))
@@ -190,7 +190,8 @@ def test_a_screen_recording_is_split_into_its_stages_by_the_worker(services, wor
 
 
 def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services, world, infra, tmp_path):
-    from core.importing.testing import make_itero_export
+    from core.fixtures.itero import VIEWS as PENTA
+    from core.fixtures.itero import make_itero_export
 
     manifest = make_itero_export(tmp_path / "export", order_id="70011", patient=(world.patient.lastName, "Test"),
                                  doctor="Dr. Demo")
@@ -202,7 +203,7 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
     assert analysed.state is ImportState.PREVIEW, analysed.error
     assert analysed.metadata["patientMatch"] == [world.patient.id]
     assert analysed.metadata["sourceId"] == "70011"
-    assert sorted(c.view for c in analysed.candidates) == ["front", "left", "lower", "right", "upper"]
+    assert sorted(c.view for c in analysed.candidates) == sorted(PENTA)
 
     services.imports.confirm(world.actor(), record.id, order=[c.key for c in analysed.candidates],
                              patient_id=world.patient.id)
@@ -211,12 +212,14 @@ def test_an_itero_export_proposes_the_patient_and_files_views_and_scan(services,
     sim = services.simulations.get(world.actor(), done.simulationId)
     assert sim.scanId and sim.sourceSystem == "iTero" and sim.sourceId == "70011"
     scans = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.SCAN])
-    assert sum("before" in a.tags for a in scans) == 5
+    photos = infra.assets.list_for_patient(world.clinic.id, world.patient.id, kinds=[AssetKind.PHOTO])
+    assert sorted(a.details["view"] for a in photos if "before" in a.tags) == sorted(PENTA)  # the "before" photos
+    assert not any("before" in a.tags for a in scans)
     assert sorted(a.details.get("jaw") for a in scans if a.contentType == "model/stl") == ["lower", "upper"]
 
 
 def test_staged_3d_models_are_rendered_from_the_chosen_views(services, world, infra):
-    from core.importing.mesh_testing import make_arch_mesh, write_stl
+    from core.fixtures.meshes import make_arch_mesh, write_stl
     from core.importing.meshes import rendering_available
 
     missing = rendering_available()
@@ -242,7 +245,7 @@ def test_staged_3d_models_are_rendered_from_the_chosen_views(services, world, in
 
 
 def test_staged_models_with_unreadable_names_are_refused_with_the_naming_rule(services, world, infra, settings):
-    from core.importing.mesh_testing import make_arch_mesh, write_stl
+    from core.fixtures.meshes import make_arch_mesh, write_stl
 
     data = write_stl(make_arch_mesh("upper", 0, 2, triangles=2000))
     record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
@@ -253,4 +256,43 @@ def test_staged_models_with_unreadable_names_are_refused_with_the_naming_rule(se
 
     expected = "Name files like Upper_Stage_07.stl" if rendering_available() is None else "cannot be rendered"
     assert expected in failed.error
+    _nothing_written(infra, settings)
+
+
+def test_an_obj_face_index_too_large_for_any_integer_fails_the_import_clearly(services, world, infra, settings):
+    from core.importing.meshes import rendering_available
+
+    missing = rendering_available()
+    if missing:
+        pytest.skip(f"3D RENDERING UNAVAILABLE: {missing}")
+    obj = b"v 0 0 0\nv 10 0 0\nv 0 10 0\nf 1 2 99999999999999999999\n"
+    record = services.imports.start(world.actor(), source=ImportSource.STAGED_3D, patient_id=world.patient.id,
+                                    uploads=[Upload("Upper_Stage_00.obj", obj)], name="uLab", queue_analysis=False)
+    failed = services.imports.analyze(world.clinic.id, record.id)
+    assert failed.state is ImportState.FAILED
+    assert failed.error == ("Upper_Stage_00.obj: an OBJ face refers to vertex 99999999999999999999, but the file "
+                            "defines only 3 vertices; the file is corrupt. Export it again.")
+    _nothing_written(infra, settings)
+    # A retried job (RQ retries a job that raised) finds the import failed: it leaves it so, quietly.
+    again = services.imports.analyze(world.clinic.id, record.id)
+    assert (again.state, again.error, again.revision) == (ImportState.FAILED, failed.error, failed.revision)
+    assert services.imports.commit(world.clinic.id, record.id).state is ImportState.FAILED
+    assert infra.db.audit_events.count_documents({"action": "import.failed"}) == 1
+
+
+def test_a_recording_cut_off_after_its_index_fails_the_import_saying_what_was_found(services, world, infra, settings,
+                                                                                   tmp_path):
+    from core.fixtures.recordings import make_test_recording
+
+    video = tmp_path / "capture.mp4"
+    make_test_recording(video, stages=4, size=(320, 180), faststart=True)
+    data = video.read_bytes()
+    record = services.imports.start(world.actor(), source=ImportSource.RECORDING, patient_id=world.patient.id,
+                                    uploads=[Upload("capture.mp4", data[: len(data) // 2])], name="Recording",
+                                    queue_analysis=False)
+    failed = services.imports.analyze(world.clinic.id, record.id)
+    assert failed.state is ImportState.FAILED
+    assert failed.error.startswith("The recording is cut off: its header states 4.7 s (141 frames), but only the "
+                                   "first ")
+    assert "showing 1 stage." in failed.error and failed.error.endswith("upload the complete recording.")
     _nothing_written(infra, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import date
 
 import pytest
 
@@ -72,6 +73,34 @@ def test_a_named_export_is_imported_and_an_unknown_one_waits_for_a_coordinator(s
     done = services.imports.commit(world.clinic.id, record.id)
     assert done.state is ImportState.DONE
     assert services.patients.overview(world.actor(), patient.id).series[0].latest.version == 2
+
+
+def test_real_orthocad_exports_in_an_itero_drop_folder_are_matched_or_wait(service, services, world, infra,
+                                                                            tmp_path):
+    from core.fixtures.itero import VARIATIONS, make_itero_export
+
+    patient = infra.patients.create(world.clinic.id, first_name="Alex", last_name="Example",
+                                    date_of_birth=date(2009, 4, 17), chart_number="CH-4711")
+    drop = tmp_path / "drop"
+    for order, who in (("70011", ("Example", "Alex")), ("70012", ("Unknown", "Person"))):
+        make_itero_export(drop / f"OrthoCAD_Export_{order} (4)", order_id=order, patient=who, doctor="Dr. Sample",
+                          variation=VARIATIONS["orthocad"], view_size=(320, 180))
+    old = time.time() - 60
+    for path in drop.rglob("*"):
+        os.utime(path, (old, old))
+    integration = service.create(world.actor(Role.ADMIN), kind=IntegrationKind.ITERO, name="iTero scanner",
+                                 folder=str(drop), import_as=world.users[Role.COORDINATOR].id)
+
+    assert service.sync(integration) == 2
+    stats = infra.integrations.get(world.clinic.id, integration.id)
+    assert (stats.imported, stats.unmatched, stats.failed) == (1, 1, 0)
+    series = services.patients.overview(world.actor(), patient.id).series
+    assert len(series) == 1 and series[0].latest.frameCount == 5 and series[0].latest.sourceId == "70011"
+    waiting = service.unmatched(world.actor())
+    assert [w.metadata["sourceId"] for w in waiting] == ["70012"]
+    # Its chart number is the matched patient's (a typo at the scanner?), but the names disagree: no match.
+    assert waiting[0].metadata["matchReason"] == ("The chart number on the export belongs to a patient with another "
+                                                  "name; no patient has the name either.")
 
 
 def test_a_missing_drop_folder_is_reported_on_the_integration(service, world, infra, tmp_path):

@@ -204,3 +204,79 @@ def test_the_gallery_lists_non_image_exports_without_trying_to_draw_them(app_env
     at.switch_page("pages/gallery.py").run()
     assert not at.exception and not at.error
     assert any("Print PDF" in m.value for m in at.markdown)
+
+
+HOSTILE_NAME = "**Stage 1** [see](https://evil.example) :red[x] `y` \x1b[2J\u202egnp.png"
+
+
+def _rendered(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(markdown)
+
+
+def _literal(value: str, *, bold: bool = False) -> None:
+    """`value` (Markdown source) shows the hostile name as plain text: no emphasis, link, code or
+    directive of its own (`bold`: the page's own bold around it)."""
+    html = _rendered(value)
+    assert html.count("<strong>") == int(bold) and "<a " not in html and "<code>" not in html
+    assert "**Stage 1** [see](https://evil.example) :red[x] `y` \\x1b[2J\\u202egnp.png" in html
+    assert "\x1b" not in value and "\u202e" not in value
+
+
+def test_user_supplied_names_render_as_text_in_errors_and_gallery_cards(app_env, world, infra, services):
+    from core.domain import AssetKind, ImportSource
+    from core.services.imports import Upload
+
+    record = services.imports.start(world.actor(), source=ImportSource.FILES, patient_id=world.patient.id,
+                                    uploads=[Upload(HOSTILE_NAME, b"not a picture")], name="x",
+                                    queue_analysis=False)
+    services.imports.analyze(world.clinic.id, record.id)
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    at.session_state["import_id"] = record.id
+    at.run()
+    assert not at.exception
+    error = at.error[0].value
+    assert error.startswith("Import failed: ") and "is not an image" in error
+    _literal(error)
+
+    blob = infra.store.put(b"%PDF-1.4 fake")
+    infra.assets.insert_many(world.clinic.id, [infra.assets.new_document(
+        world.clinic.id, patient_id=world.patient.id, kind=AssetKind.PHOTO, content_type="application/pdf",
+        size=blob.size, sha256=blob.sha256, created_by=world.users[Role.COORDINATOR].id, label=HOSTILE_NAME)])
+    at.switch_page("pages/gallery.py").run()
+    assert not at.exception and not at.error
+    label = next(m.value for m in at.markdown if "Stage 1" in m.value)
+    _literal(label, bold=True)
+    assert not any("None" in c.value for c in at.caption)
+
+
+def test_the_import_page_offers_the_itero_export_folder(app_env, world):
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    at.radio(key="import-source").set_value(next(o for o in at.radio(key="import-source").options
+                                                 if o.startswith("iTero"))).run()
+    assert not at.exception and not at.error
+    assert at.toggle(key="import-itero-folder").value is True
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.multiple_files and uploader.accept_directory
+    at.toggle(key="import-itero-folder").set_value(False).run()
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.multiple_files and not uploader.accept_directory  # its files, or its ZIP
+
+
+def test_imports_without_a_patient_are_listed_on_the_import_page(app_env, world, services):
+    from core.domain import ImportSource
+    from core.services.imports import Upload
+
+    record = services.imports.start(world.actor(), source=ImportSource.ITERO, patient_id=None,
+                                    uploads=[Upload("notes.txt", b"no manifest here")], name="Drop 7",
+                                    queue_analysis=False)
+    services.imports.analyze(world.clinic.id, record.id)  # fails: no manifest, and no patient was chosen
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/imports.py").run()
+    assert not at.exception and not at.error
+    assert "Recent imports without a patient" in [s.value for s in at.subheader]
+    table = next(d.value for d in at.dataframe if "Drop 7" in list(d.value["Name"]))
+    assert list(table["State"]) == ["Failed"] and "No iTero manifest" in table["Problem"][0]

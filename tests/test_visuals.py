@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.domain import AssetKind, ExportType, Role, SimulationType
+from core.domain import AssetKind, ExportType, ImagingAsset, Role, SimulationType
 from core.errors import PermissionDeniedError, ValidationError
 from core.imaging import decode_rgb, encode_png
 from core.imaging.align import Alignment
@@ -22,6 +23,7 @@ from core.services.visuals import (
     OutputSpec,
     Overlays,
     SnapshotSpec,
+    asset_facts,
 )
 from tests.factories import make_clinic, new_frames
 
@@ -186,3 +188,52 @@ def test_an_outcome_card_of_a_single_view_version_is_refused(services, world):
     single = _sim(services, world, views=("front",))
     with pytest.raises(ValidationError, match="at least two views"):
         services.visuals.export_outcome_card(world.actor(), single.id, OutputSpec(), Overlays())
+
+
+def _asset(kind: AssetKind, content_type: str, **fields) -> ImagingAsset:
+    return ImagingAsset(id="a" * 24, clinicId="c" * 24, patientId="p" * 24, kind=kind, contentType=content_type,
+                        size=fields.pop("size", 2_500_000), sha256="0" * 64, createdAt=datetime(2024, 3, 5, tzinfo=UTC),
+                        createdBy="u" * 24, **fields)
+
+
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+
+
+@pytest.mark.parametrize(("asset", "facts"), [
+    (_asset(AssetKind.PHOTO, "image/png", width=1920, height=1080, details={"view": "front"}),
+     ["1920 × 1080", "frontal view"]),
+    (_asset(AssetKind.SCAN, "model/stl", details={"triangles": 412_330, "jaw": "upper"}),
+     ["412,330 triangles", "upper jaw"]),
+    (_asset(AssetKind.SCAN, "model/stl"), ["3D scan"]),
+    (_asset(AssetKind.SCAN, "application/xml", details={"sourceSystem": "iTero", "orderId": "70011"}),
+     ["iTero manifest · order 70011"]),
+    (_asset(AssetKind.EXPORT, PPTX, details={"slides": 12}), ["12 slides"]),
+    (_asset(AssetKind.EXPORT, "application/pdf", details={"slides": 1}), ["1 slide"]),
+    (_asset(AssetKind.EXPORT, "application/pdf", width=2480, height=3508, details={"pages": 10}),
+     ["2480 × 3508", "10 pages"]),
+    (_asset(AssetKind.EXPORT, "video/mp4", width=1920, height=1080, details={"durationSeconds": 12.04}),
+     ["1920 × 1080", "12.0 s"]),
+    (_asset(AssetKind.EXPORT, "application/zip", details={"files": 4}), ["4 files"]),
+    (_asset(AssetKind.SOURCE, "application/octet-stream", size=40_000), ["40 kB"]),
+])  # fmt: skip
+def test_gallery_facts_say_what_each_kind_of_file_is(asset: ImagingAsset, facts: list[str]) -> None:
+    assert asset_facts(asset) == facts
+
+
+def test_only_pictures_are_offered_as_before_images(services, world, infra):
+    docs = []
+    for kind, content_type, label in ((AssetKind.PHOTO, "image/jpeg", "Smile"), (AssetKind.SCAN, "model/stl", "Jaw"),
+                                      (AssetKind.SCAN, "application/xml", "Manifest"),
+                                      (AssetKind.SCAN, "image/png", "Old scanner view"),
+                                      (AssetKind.EXPORT, "image/png", "Snapshot")):
+        blob = infra.store.put(label.encode())
+        docs.append(infra.assets.new_document(world.clinic.id, patient_id=world.patient.id, kind=kind,
+                                              content_type=content_type, size=blob.size, sha256=blob.sha256,
+                                              created_by=world.users[Role.COORDINATOR].id, label=label))
+    infra.assets.insert_many(world.clinic.id, docs)
+    offered = services.visuals.before_candidates(world.actor(), world.patient.id)
+    assert sorted(a.label for a in offered) == ["Old scanner view", "Smile"]
+    sim = _sim(services, world)
+    stl = BeforeRef(asset_id=str(docs[1]["_id"]))
+    with pytest.raises(ValidationError, match="not an image that can be compared"):
+        services.visuals.before_pixels(world.actor(), sim, stl)

@@ -9,6 +9,7 @@ from core.imaging.align import Alignment
 from core.imaging.compose import ComparisonSpec
 from core.permissions import Actor
 from core.services.visuals import BeforeRef
+from core.text import printable
 from ui.context import services
 
 LAYOUT_LABELS = {"side_by_side": "Side by side", "stacked": "Stacked", "split": "Split",
@@ -16,9 +17,13 @@ LAYOUT_LABELS = {"side_by_side": "Side by side", "stacked": "Stacked", "split": 
 
 
 def before_picker(actor: Actor, sim: TreatmentSimulation, patient_id: str) -> BeforeRef:
-    photos = [i.asset for i in services().visuals.gallery(actor, patient_id, (AssetKind.PHOTO, AssetKind.SCAN))]
+    """The 'before' side: the simulation's first frame, or one of the patient's photos (clinical photos
+    and scanner views such as the iTero penta views)."""
+    photos = services().visuals.before_candidates(actor, patient_id)
     options = ["first-frame", *[a.id for a in photos]]
-    labels = {"first-frame": "First frame of this simulation", **{a.id: f"Photo · {a.label}" for a in photos}}
+    kinds = {AssetKind.PHOTO: "Photo", AssetKind.SCAN: "Scan picture"}
+    labels = {"first-frame": "First frame of this simulation",
+              **{a.id: f"{kinds[a.kind]} · {printable(a.label or a.createdAt.strftime('%Y-%m-%d'))}" for a in photos}}
     choice = st.selectbox("Before", options, format_func=labels.__getitem__, key=f"before-{sim.id}")
     if choice == "first-frame":
         view = sim.views[0]

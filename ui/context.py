@@ -13,6 +13,7 @@ from core.config import load_settings
 from core.errors import PermissionDeniedError, StudioError
 from core.permissions import Actor
 from core.services import Services, build_services
+from ui.text import md
 
 USER_KEY = "user_id"
 PATIENT_KEY = "patient_id"
@@ -132,4 +133,4 @@ def require_actor() -> Actor:
 
 
 def show_error(error: StudioError) -> None:
-    st.error(str(error), icon=":material/error:")
+    st.error(md(str(error)), icon=":material/error:")

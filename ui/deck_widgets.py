@@ -9,6 +9,7 @@ import streamlit as st
 from core.domain import Deck, DeckSlide
 from core.permissions import Actor
 from ui.context import services
+from ui.text import md
 
 KIND_LABELS = {"title": "Title", "comparison": "Before / predicted", "stage_grid": "Stage grid",
                "outcome_card": "Outcome card", "video": "Video", "photo": "Gallery photo",
@@ -74,4 +75,4 @@ def deck_preview(actor: Actor, deck: Deck) -> None:
             if image is not None:
                 st.image(image, width="stretch")
             st.caption(f"{n + 1}. {KIND_LABELS[slide.kind]}")
-            st.markdown(f"**{slide.title}**")
+            st.markdown(f"**{md(slide.title)}**")

@@ -10,6 +10,7 @@ from core.permissions import Actor
 from core.services.visuals import PATIENT_TEXT, ExportResult, OutputSpec, Overlays
 from ui.context import current_actor, services
 from ui.downloads import file_link
+from ui.text import md
 
 SIZE_LABELS = {**{k: s.label for k, s in SCREEN_SIZES.items()},
                **{k: f"{s.label} · 300 DPI print" for k, s in PRINT_SIZES.items()}}
@@ -49,7 +50,7 @@ def export_result(actor: Actor, result: ExportResult) -> None:
     if result.reused:
         st.info("An identical export already exists; here it is.", icon=":material/content_copy:")
     else:
-        st.success(f"Saved to the patient's gallery: {result.export.name}", icon=":material/check_circle:")
+        st.success(f"Saved to the patient's gallery: {md(result.export.name)}", icon=":material/check_circle:")
     asset = result.asset
     file_link(actor, asset)
     st.caption(f"{asset.width} × {asset.height} px · {asset.size / 1e6:.1f} MB · SHA-256 {asset.sha256[:16]}…")

@@ -7,6 +7,7 @@ import streamlit as st
 from core.domain import Permission, SimulationStatus, TreatmentSimulation
 from core.permissions import Actor
 from ui.context import SIMULATION_KEY, services
+from ui.text import md
 
 
 def history(actor: Actor, sim: TreatmentSimulation) -> None:
@@ -14,7 +15,7 @@ def history(actor: Actor, sim: TreatmentSimulation) -> None:
     if not entries:
         st.caption("No history yet.")
     for entry in entries:
-        st.caption(f"{entry.at:%Y-%m-%d %H:%M} · v{entry.version} · {entry.who}: {entry.what}")
+        st.caption(f"{entry.at:%Y-%m-%d %H:%M} · v{entry.version} · {md(entry.who)}: {md(entry.what)}")
 
 
 def manage(actor: Actor, sim: TreatmentSimulation) -> None:

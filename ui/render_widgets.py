@@ -10,6 +10,7 @@ from core.services.exports import RenderRequest
 from ui.context import services
 from ui.downloads import file_link
 from ui.export_controls import overlay_controls
+from ui.text import md
 
 FOLLOW_KEY = "followed_exports"
 TYPE_LABELS = {ExportType.VIDEO: "Video (MP4)", ExportType.GIF: "Animated GIF", ExportType.PDF: "Print PDF",
@@ -72,14 +73,14 @@ def export_progress(actor: Actor, export_id: str) -> None:
         now = services().exports.get(actor, export_id)
         if (now.state in (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)) != busy:
             st.rerun()
-        label = f"{now.name or now.exportType.value} · {now.createdAt:%H:%M}"
+        label = f"{md(now.name or now.exportType.value)} · {now.createdAt:%H:%M}"
         if now.state is ExportState.DONE:
             st.success(f"{label}: ready", icon=":material/check_circle:")
             file = services().exports.files(actor, [now]).get(now.id)
             if file is not None:
                 download_button(actor, now, file)
         elif now.state is ExportState.FAILED:
-            st.error(f"{label}: {now.error}", icon=":material/error:")
+            st.error(f"{label}: {md(now.error)}", icon=":material/error:")
             if st.button("Retry", key=f"retry-{now.id}", icon=":material/refresh:"):
                 services().exports.retry(actor, now.id)
                 st.rerun()

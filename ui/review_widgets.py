@@ -7,6 +7,7 @@ import streamlit as st
 from core.domain import TreatmentSimulation
 from core.permissions import Actor
 from ui.context import services
+from ui.text import md
 
 
 def version_comparison(actor: Actor, sim: TreatmentSimulation) -> None:
@@ -27,7 +28,7 @@ def version_comparison(actor: Actor, sim: TreatmentSimulation) -> None:
                   caption=f"v{version.version} · stage {frame.stage} of {frames[-1].stage}", width="stretch")
     st.markdown(f"**Modifications from v{previous.version}**")
     for line in services().simulations.differences(previous, sim):
-        st.markdown(f"- {line}")
+        st.markdown(f"- {md(line)}")
 
 
 def review_actions(actor: Actor, sim: TreatmentSimulation) -> None:
@@ -42,4 +43,4 @@ def review_actions(actor: Actor, sim: TreatmentSimulation) -> None:
             services().review.request_changes(actor, sim.id, comment)
             st.toast("Change request recorded on the simulation.")
     for when, who, comment in services().review.change_requests(actor, sim.id):
-        st.caption(f"{when} · {who}: {comment}")
+        st.caption(f"{md(when)} · {md(who)}: {md(comment)}")

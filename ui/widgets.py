@@ -12,6 +12,7 @@ from core.permissions import Actor
 from core.services.patients import SimulationSeries
 from ui.context import PATIENT_KEY, SIMULATION_KEY, services
 from ui.paging import page_controls, page_cursor
+from ui.text import md
 
 
 def patient_picker(actor: Actor) -> Patient | None:
@@ -48,8 +49,8 @@ def patient_picker(actor: Actor) -> Patient | None:
 
 def series_table(series: SimulationSeries) -> str | None:
     """A series' versions as a table; returns the version chosen to open (default: the active one)."""
-    st.markdown(f"**{series.title}** · {series.simulationType.value.replace('_', ' ').title()}"
-                + (f" · {series.treatment.name}" if series.treatment else ""))
+    st.markdown(f"**{md(series.title)}** · {series.simulationType.value.replace('_', ' ').title()}"
+                + (f" · {md(series.treatment.name)}" if series.treatment else ""))
     rows = [
         {
             "Version": f"v{v.version}",
@@ -103,14 +104,14 @@ def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
                 else "Approved" if sim.isApproved else "Draft — not approved")
     st.markdown(
         f"**Status:** {sim.status.value.title()}  \n**Approval:** {approval}  \n"
-        f"**Source:** {sim.sourceSystem or '–'}{f' · {sim.sourceId}' if sim.sourceId else ''}  \n"
-        f"**Treatment:** {context.treatment.name if context.treatment else '–'}  \n"
+        f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(sim.sourceId)}' if sim.sourceId else ''}  \n"
+        f"**Treatment:** {md(context.treatment.name) if context.treatment else '–'}  \n"
         f"**Scan:** {sim.scanId or 'not linked'}  \n"
         f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
         f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC"
     )
     for when, who, comment in services().review.change_requests(actor, sim.id):
-        st.warning(f"Changes requested by {who} ({when}): {comment}", icon=":material/edit_note:")
+        st.warning(f"Changes requested by {md(who)} ({md(when)}): {md(comment)}", icon=":material/edit_note:")
     st.markdown("**Versions**")
     for version in context.versions:
         marker = "▶ " if version.id == sim.id else ""

@@ -37,6 +37,7 @@ from typing import Any, Final
 import numpy as np
 
 from core.errors import ConfigurationError, ValidationError
+from core.importing.sniff import describe, sniff
 
 # VTK picks its OpenGL window class when it is first imported; EGL renders offscreen without an X
 # server (Mesa's llvmpipe on the CPU). Respect an explicit choice (e.g. vtkOSOpenGLRenderWindow).
@@ -46,15 +47,22 @@ __all__ = [
     "CLINICAL_VIEWS",
     "MAX_EXTENT_MM",
     "Mesh",
+    "MeshSummary",
     "RenderSpec",
     "StageRenderer",
     "anatomical_axes",
+    "inspect_mesh",
     "load_mesh",
     "rendering_available",
 ]
 
 #: Largest plausible size of a dental model along any axis; bigger means wrong units (µm, 0.1 mm).
 MAX_EXTENT_MM: Final = 500.0
+#: No coordinate of a model in millimetres lies this far from the origin (a kilometre): larger values
+#: are corrupt numbers, refused before they are narrowed to float32 (where 1e39 would become inf).
+MAX_COORDINATE: Final = 1_000_000.0
+#: Face indices and element counts must fit the int32 index arrays a Mesh keeps.
+MAX_INDEX: Final = 2**31 - 1
 
 # ----------------------------------------------------------------------------------------------
 # Mesh
@@ -165,6 +173,49 @@ def load_mesh(data: bytes, *, name: str, max_triangles: int = 2_000_000) -> Mesh
     return _finish(vertices, faces, name, max_triangles)
 
 
+@dataclass(frozen=True)
+class MeshSummary:
+    """What a mesh file is, checked by content: its format, triangle count and MIME type."""
+
+    format: str  # "binary STL", "ASCII STL", "PLY"
+    triangles: int
+    content_type: str
+
+    def __post_init__(self) -> None:
+        if self.triangles < 1:
+            raise ValidationError("A mesh summary needs at least one triangle.")
+
+
+def inspect_mesh(data: bytes, *, name: str, max_triangles: int = 2_000_000) -> MeshSummary:
+    """Check that `data` is a usable STL (binary or ASCII) or PLY surface and count its triangles,
+    without building a Mesh (no vertex merging): for files that are stored, not rendered, such as
+    the jaw scans of an iTero export. Coordinates are checked to be finite and in range.
+
+    Raises ValidationError saying what the file is instead (empty, an HTML page, truncated, …).
+    """
+    if not data:
+        raise ValidationError(f"{name} is empty (0 bytes).")
+    kind = sniff(data)
+    if kind == "stl-binary":
+        count = struct.unpack_from("<I", data, 80)[0]
+        if count == 0:
+            raise ValidationError(f"{name} is a binary STL with no triangles.")
+        if count > max_triangles:
+            raise _too_many(name, count, max_triangles)
+        records = np.frombuffer(data, dtype=_STL_RECORD, count=count, offset=84)
+        _check_coordinates(records["v"], name)
+        return MeshSummary("binary STL", count, "model/stl")
+    if kind == "stl-ascii":
+        corners = _stl_ascii_corners(data, name, max_triangles)
+        _check_coordinates(corners, name)
+        return MeshSummary("ASCII STL", len(corners) // 3, "model/stl")
+    if kind == "ply":
+        return MeshSummary("PLY", load_mesh(data, name=name, max_triangles=max_triangles).triangle_count, "model/ply")
+    if kind is None and len(data) >= 84 and _is_binary(data[:4096]):
+        _detect_format(data, name)  # raises: names the announced and the real size of a cut-off STL
+    raise ValidationError(f"{name} is {describe(kind)}, not an STL or PLY model.")
+
+
 _CONTROL_BYTES: Final = bytes(range(9)) + bytes(range(14, 32))
 
 
@@ -216,6 +267,11 @@ _STL_VERTEX = re.compile(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
 def _parse_stl_ascii(data: bytes, name: str, max_triangles: int) -> tuple[np.ndarray, np.ndarray]:
+    return _merge_vertices(_stl_ascii_corners(data, name, max_triangles), name)
+
+
+def _stl_ascii_corners(data: bytes, name: str, max_triangles: int) -> np.ndarray:
+    """The (3 × triangles, 3) corner coordinates of an ASCII STL, as float64."""
     facets = data.count(b"endfacet")
     if facets > max_triangles:  # cheap count before tokenising a huge file
         raise _too_many(name, facets, max_triangles)
@@ -225,8 +281,7 @@ def _parse_stl_ascii(data: bytes, name: str, max_triangles: int) -> tuple[np.nda
     if len(tokens) % 3:
         raise ValidationError(f"{name}: an ASCII STL facet must have exactly 3 vertices; the file is corrupt or "
                               "truncated. Export it again.")
-    coordinates = _floats(tokens, name)
-    return _merge_vertices(coordinates, name)
+    return _floats(tokens, name)
 
 
 def _floats(tokens: list[Any], name: str) -> np.ndarray:
@@ -243,9 +298,7 @@ def _merge_vertices(corners: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
     independent of the units) and packed into one int64 key per vertex, so np.unique sorts
     integers instead of rows; float32 copies of one vertex are bit-identical and always merge.
     """
-    if not np.isfinite(corners).all():
-        raise ValidationError(f"{name} has NaN or infinite vertex coordinates: the export is corrupt; "
-                              "export it again.")
+    _check_coordinates(corners, name)
     low = corners.min(axis=0).astype(np.float64)
     extent = float((corners.max(axis=0) - low).max())
     _check_extent(extent, name)
@@ -256,6 +309,19 @@ def _merge_vertices(corners: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
         keys |= np.rint((corners[:, axis] - low[axis]) / step).astype(np.int64)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return corners[first].astype(np.float64), inverse.reshape(-1, 3)
+
+
+def _check_coordinates(values: np.ndarray, name: str) -> None:
+    """Finite and within ±MAX_COORDINATE, checked on the parsed (float64 or float32) values."""
+    if not np.isfinite(values).all():
+        raise ValidationError(f"{name} has NaN or infinite vertex coordinates: the export is corrupt; "
+                              "export it again.")
+    if values.size:
+        largest = float(np.abs(values).max())
+        if largest > MAX_COORDINATE:
+            raise ValidationError(
+                f"{name} has a vertex coordinate of {largest:.3g}, far outside any dental model in millimetres "
+                f"(±{MAX_COORDINATE:,.0f}): the file is corrupt or not in millimetres. Export it again.")
 
 
 def _check_extent(extent: float, name: str) -> None:
@@ -325,7 +391,7 @@ def _parse_ply(data: bytes, name: str, max_triangles: int) -> tuple[np.ndarray, 
         if words[0] == "format" and len(words) >= 2:
             fmt = words[1]
         elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
-            elements.append(_PlyElement(words[1], int(words[2]), ()))
+            elements.append(_PlyElement(words[1], _ply_count(words[1], words[2], name), ()))
         elif words[0] == "property" and elements:
             prop = _ply_property(words, name)
             last = elements[-1]
@@ -357,6 +423,15 @@ def _parse_ply(data: bytes, name: str, max_triangles: int) -> tuple[np.ndarray, 
     if int(sizes.sum() - 2 * len(sizes)) > max_triangles:
         raise _too_many(name, int(sizes.sum() - 2 * len(sizes)), max_triangles)
     return vertices, _fan(indices, sizes, name)
+
+
+def _ply_count(element: str, digits: str, name: str) -> int:
+    """An element count from the header, range-checked before anything is sized from it."""
+    if len(digits) > len(str(MAX_INDEX)) or int(digits) > MAX_INDEX:
+        shown = f"{int(digits):,}" if len(digits) <= 30 else f"a {len(digits)}-digit number of"
+        raise ValidationError(f"{name}: the PLY header announces {shown} {element} records; at most {MAX_INDEX:,} "
+                              "are accepted. The file is corrupt; export it again.")
+    return int(digits)
 
 
 def _ply_property(words: list[str], name: str) -> _PlyProperty:
@@ -457,8 +532,17 @@ def _ply_rows_one_by_one(split: list[list[bytes]], element: _PlyElement,
 
 
 def _as_indices(values: np.ndarray, name: str) -> np.ndarray:
-    if len(values) and not (np.isfinite(values).all() and (values == np.round(values)).all()):
+    """Face indices as int64, refused unless they are whole numbers in 0..MAX_INDEX (checked on the
+    float64 values, before the conversion that would turn 1e20 into an arbitrary integer)."""
+    if not len(values):
+        return values.astype(np.int64)
+    if not (np.isfinite(values).all() and (values == np.round(values)).all()):
         raise ValidationError(f"{name}: a face index is not an integer; the file is corrupt.")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > MAX_INDEX:
+        bad = low if low < 0 else high
+        raise ValidationError(f"{name}: a face refers to vertex {bad:.0f}, outside the range a mesh can index "
+                              f"(0–{MAX_INDEX:,}); the file is corrupt. Export it again.")
     return values.astype(np.int64)
 
 
@@ -586,26 +670,56 @@ def _parse_obj(data: bytes, name: str, max_triangles: int) -> tuple[np.ndarray, 
     vertices = _floats(vertex_rows, name)
     # "7/3/5", "7//5", "7/3" -> "7": only the position index matters here.
     tokens = _OBJ_SLASH_TAIL.sub(b"", b" ".join(b" ".join(row) for row in face_rows)).split()
-    try:
-        indices = np.array(tokens, dtype=np.bytes_).astype(np.int64)
-    except ValueError:
-        raise ValidationError(f"{name}: an OBJ face has a vertex index that is not an integer; the file is "
-                              "corrupt.") from None
-    if len(indices) != int(sizes.sum()) or (indices == 0).any():
-        raise ValidationError(f"{name}: an OBJ face has an empty or zero vertex index (indices start at 1); the "
+    if len(tokens) != int(sizes.sum()):
+        raise ValidationError(f"{name}: an OBJ face has an empty vertex index; the file is corrupt.")
+    indices = _obj_indices(tokens, len(vertex_rows), name)
+    if (indices == 0).any():
+        raise ValidationError(f"{name}: an OBJ face has a zero vertex index (indices start at 1); the "
                               "file is corrupt.")
     defined = np.repeat(np.array(vertices_before, np.int64), sizes)
+    if (indices < -defined).any():
+        bad = int(indices[indices < -defined][0])
+        raise ValidationError(f"{name}: an OBJ face refers to vertex {bad}, counting back further than the vertices "
+                              "defined before it; the file is corrupt. Export it again.")
     # Positive indices are 1-based; negative ones count back from the last vertex defined so far.
     indices = np.where(indices > 0, indices - 1, defined + indices)
     return vertices, _fan(indices, sizes, name)
 
 
+def _obj_indices(tokens: list[bytes], vertex_count: int, name: str) -> np.ndarray:
+    """OBJ vertex indices as int64, each checked against the vertices the file defines before it is
+    converted: a 20-digit index is a clear error, not an OverflowError."""
+    longest = len(str(vertex_count)) + 1  # a sign and the digits of the largest valid index
+    for token in tokens:
+        if len(token) <= longest:
+            continue
+        shown = token[:24].decode("ascii", "replace") + ("…" if len(token) > 24 else "")
+        if not re.fullmatch(rb"[-+]?\d+", token):
+            raise ValidationError(f"{name}: an OBJ face has a vertex index that is not an integer ({shown}); the "
+                                  "file is corrupt.")
+        if abs(int(token)) > vertex_count:  # Python ints: no overflow, however long the number
+            raise ValidationError(f"{name}: an OBJ face refers to vertex {shown}, but the file defines only "
+                                  f"{vertex_count:,} vertices; the file is corrupt. Export it again.")
+    padded = any(len(token) > longest for token in tokens)  # in range, but written with leading zeros
+    try:
+        if padded:
+            indices = np.array([int(token) for token in tokens], np.int64)
+        else:
+            indices = np.array(tokens, dtype=np.bytes_).astype(np.int64)
+    except ValueError:
+        raise ValidationError(f"{name}: an OBJ face has a vertex index that is not an integer; the file is "
+                              "corrupt.") from None
+    if len(indices) and int(indices.max()) > vertex_count:
+        raise ValidationError(f"{name}: an OBJ face refers to vertex {int(indices.max()):,}, but the file defines "
+                              f"only {vertex_count:,} vertices; the file is corrupt. Export it again.")
+    return indices
+
+
 def _finish(vertices: np.ndarray, faces: np.ndarray, name: str, max_triangles: int) -> Mesh:
     if len(faces) > max_triangles:
         raise _too_many(name, len(faces), max_triangles)
-    if len(vertices) and not np.isfinite(vertices).all():
-        raise ValidationError(f"{name} has NaN or infinite vertex coordinates: the export is corrupt; "
-                              "export it again.")
+    if len(vertices):
+        _check_coordinates(vertices, name)
     if len(faces) and len(vertices):
         # Only the vertices the faces use count (PLY/OBJ may carry stray points).
         _check_geometry(vertices, faces, name)

@@ -81,6 +81,13 @@ _HISTOGRAM_BINS = 1024
 _CANDIDATE_SLOTS = 8
 # A header may understate the length; decoding stops with an error past this much extra.
 _LENGTH_SLACK = 1.25
+# Decoding may legitimately yield a few frames fewer than the container states (edit lists, a
+# dropped priming frame); anything beyond this many frames (or this share) short is a cut-off file.
+_MISSING_FRAMES_TOLERATED = 3
+_MISSING_SHARE_TOLERATED = 0.01
+# Without a stated frame count, the decoded length must reach this share of the stated duration
+# (minus a second, for a last picture held longer than a frame in variable-frame-rate files).
+_COVERED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class VideoInfo:
     duration_s: float
     frame_count_estimate: int
     has_audio: bool
+    #: The exact frame count the container states (an MP4/MOV sample table), None when it states none.
+    stated_frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.container not in DEMUXERS:
@@ -109,6 +118,8 @@ class VideoInfo:
             raise ValidationError(f"duration {self.duration_s!r} must be a non-negative number.")
         if self.frame_count_estimate < 0:
             raise ValidationError(f"frame count {self.frame_count_estimate} must not be negative.")
+        if self.stated_frames is not None and self.stated_frames < 1:
+            raise ValidationError(f"stated frame count {self.stated_frames} must be positive.")
 
 
 @dataclass(frozen=True)
@@ -190,7 +201,8 @@ def probe_video(path: Path, *, limits: ImportLimits = DEFAULT_LIMITS) -> VideoIn
         if duration is None:
             duration = _duration_from_packets(container, stream, limits)
         _check_duration(duration, limits)
-        frames = int(stream.frames or 0) or max(1, round(duration * fps))
+        stated = int(stream.frames or 0) or None
+        frames = stated or max(1, round(duration * fps))
         has_audio = len(container.streams.audio) > 0
     return VideoInfo(
         container=container_kind,
@@ -201,6 +213,7 @@ def probe_video(path: Path, *, limits: ImportLimits = DEFAULT_LIMITS) -> VideoIn
         duration_s=duration,
         frame_count_estimate=frames,
         has_audio=has_audio,
+        stated_frames=stated,
     )
 
 
@@ -375,6 +388,7 @@ def detect_stage_frames(
     scores = np.asarray(scan.scores, np.float32)
     threshold = adaptive_threshold(scores[1:])
     holds = _holds(scan, threshold, min_hold_s, info.fps)
+    _check_complete(scan, info, stages_found=len(holds))
     if len(holds) > MAX_STAGE_FRAMES:
         raise ValidationError(
             f"The recording has {len(holds)} pauses; at most {MAX_STAGE_FRAMES} stages are read from one "
@@ -395,6 +409,27 @@ def detect_stage_frames(
     if progress is not None:
         progress(1.0)
     return result
+
+
+def _check_complete(scan: _Scan, info: VideoInfo, *, stages_found: int) -> None:
+    """Refuse a recording that ends before its container says it does (cut off by an interrupted
+    download or copy, its index intact): the stages after the cut would silently be missing."""
+    decoded = len(scan.times)
+    covered = scan.times[-1] + 1 / info.fps
+    if info.stated_frames is not None:
+        allowed = max(_MISSING_FRAMES_TOLERATED, round(info.stated_frames * _MISSING_SHARE_TOLERATED))
+        cut = decoded < info.stated_frames - allowed
+    else:
+        cut = covered < info.duration_s * _COVERED_SHARE - 1.0
+    if not cut:
+        return
+    stated = f"{info.duration_s:.1f} s" + (f" ({info.stated_frames:,} frames)" if info.stated_frames else "")
+    found = f"{stages_found} stage{'' if stages_found == 1 else 's'}"
+    raise ValidationError(
+        f"The recording is cut off: its header states {stated}, but only the first {covered:.1f} s "
+        f"({decoded:,} frames) could be decoded, showing {found}. The file is incomplete (an interrupted "
+        "download or copy); upload the complete recording."
+    )
 
 
 def adaptive_threshold(scores: np.ndarray) -> float:
@@ -473,7 +508,9 @@ def _decode(path: Path, info: VideoInfo, threads: int) -> Iterator[av.VideoFrame
                 yield frame
         except av.error.FFmpegError as error:
             raise ValidationError(
-                f"The recording could not be decoded after {_clock(seconds)} ({_av_reason(error)}); re-export it."
+                f"The recording could not be decoded after {_clock(seconds)} of the {_clock(info.duration_s)} its "
+                f"header states ({_av_reason(error)}): the file is damaged or incomplete. Upload the complete "
+                "recording, or re-export it."
             ) from error
 
 

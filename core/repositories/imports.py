@@ -120,6 +120,15 @@ class ImportRepository(Repository):
         next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
         return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
+    def list_unassigned(self, clinic_id: str, *, days: int = 30, limit: int = 20) -> list[SimulationImport]:
+        """Imports of the last `days` without a patient (unmatched exports, or failed before one was
+        chosen). Equality on (clinicId, patientId) and a window on createdAt: the index's three keys,
+        so only those imports are read."""
+        since = utcnow() - timedelta(days=days)
+        docs, _ = self._page(self._scope(clinic_id, patientId=None), "createdAt", limit=limit, projection=_LISTED,
+                             stop=since, span=timedelta(days=1))
+        return [_from_doc(d) for d in docs]
+
     def transition(self, clinic_id: str, import_id: str, *, from_states: Iterable[ImportState],
                    to: ImportState, **fields: Any) -> SimulationImport:
         """Move to `to` only from one of `from_states` (a guard against double clicks and races)."""

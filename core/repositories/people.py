@@ -317,6 +317,18 @@ class PatientRepository(Repository):
         truncated = truncated or len(items) > limit
         return Page(tuple(self._from_doc(d) for d in items[:limit]), truncated=truncated)
 
+    def find_by_chart_number(self, clinic_id: str, chart_number: str) -> Patient | None:
+        """The patient with exactly this chart number (unique per clinic): for matching imports."""
+        doc = self._col.find_one(self._scope(clinic_id, chartNumber=chart_number.strip()))
+        return self._from_doc(doc) if doc else None
+
+    def find_by_name(self, clinic_id: str, last_name: str, first_name: str, *, limit: int = 20) -> list[Patient]:
+        """Patients with exactly this last and first name, case-insensitively: for matching imports.
+        A range on the (clinicId, nameKey) index: "last<SEP>first<SEP>" up to any chart number."""
+        prefix = f"{last_name.strip().lower()}{_SEP}{first_name.strip().lower()}{_SEP}"
+        query = self._scope(clinic_id, nameKey={"$gte": prefix, "$lt": prefix_end(prefix)})
+        return [self._from_doc(d) for d in self._col.find(query)][:limit]
+
 
 class TreatmentRepository(Repository):
     collection_name = "treatments"

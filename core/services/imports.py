@@ -144,6 +144,12 @@ class ImportService:
             raise NotFoundError("That frame is not part of this import.")
         return self._infra.store.get(candidate.thumbSha256 if thumb else candidate.sha256)
 
+    def unassigned(self, actor: Actor) -> list[SimulationImport]:
+        """The clinic's imports of the last 30 days that have no patient yet (unmatched exports, or
+        failed before one was chosen), newest first: they appear under no patient's recent imports."""
+        actor.require(Permission.IMAGING_CAPTURE)
+        return self._infra.imports.list_unassigned(actor.clinic_id)
+
     def confirm(self, actor: Actor, import_id: str, *, order: Sequence[str], name: str | None = None,
                 views: Sequence[str] | None = None, patient_id: str | None = None,
                 treatment_id: str | None = None, queue: bool = True) -> SimulationImport:
@@ -168,6 +174,8 @@ class ImportService:
                 raise ValidationError("Pick at least one view to render.")
             options["views"] = list(views)
         final_name = (name or record.name or "").strip()
+        if not final_name and record.source is ImportSource.ITERO and record.metadata.get("sourceId"):
+            final_name = f"iTero scan · order {record.metadata['sourceId']}"
         if not final_name:
             raise ValidationError("Give the simulation a name (e.g. 'ClinCheck v2').")
         updated = self._infra.imports.transition(
@@ -207,6 +215,12 @@ class ImportService:
 
     # --- the analysis job ----------------------------------------------------------------------
     def analyze(self, clinic_id: str, import_id: str, progress: Progress = _no_progress) -> SimulationImport:
+        current = self._infra.imports.get(clinic_id, import_id)
+        if current.state not in (ImportState.QUEUED, ImportState.ANALYZING):
+            # A retried job whose analysis already ended (it failed and was recorded, or was cancelled):
+            # there is nothing left to analyse, and forcing a transition would only raise.
+            log.info("import %s: analysis job skipped, the import is %s", import_id, current.state.value)
+            return current
         # From ANALYZING too: a retried job (worker died mid-analysis) starts the analysis over.
         record = self._infra.imports.transition(clinic_id, import_id,
                                                 from_states=(ImportState.QUEUED, ImportState.ANALYZING),
@@ -305,8 +319,8 @@ class ImportService:
     # --- the import job ----------------------------------------------------------------------------
     def commit(self, clinic_id: str, import_id: str, progress: Progress = _no_progress) -> SimulationImport:
         record = self._infra.imports.get(clinic_id, import_id)
-        if record.state is ImportState.DONE:
-            return record  # a retried job after success: nothing to do
+        if record.state in (ImportState.DONE, ImportState.FAILED, ImportState.CANCELLED):
+            return record  # a retried job after success, or after a failure already recorded: nothing to do
         if record.state is not ImportState.IMPORTING:
             raise ValidationError(f"Import {import_id} is {record.state.value.lower()}, not importing.")
         existing = self._infra.simulations.find_by_import(clinic_id, record.id)
@@ -322,8 +336,8 @@ class ImportService:
             sim = self._simulations.create_version(
                 actor, patient_id=record.patientId or "", treatment_id=record.treatmentId,
                 simulation_type=record.simulationType, name=record.name, frames=frames,
-                metadata={**record.metadata, "importId": record.id, "importSource": record.source.value,
-                          **extra.get("metadata", {})},
+                metadata={**{k: v for k, v in record.metadata.items() if k not in _IMPORT_ONLY_METADATA},
+                          "importId": record.id, "importSource": record.source.value, **extra.get("metadata", {})},
                 source_system=record.metadata.get("sourceSystem", _SOURCE_SYSTEMS[record.source]),
                 source_id=record.metadata.get("sourceId") or f"import-{record.id}",
                 scan_id=extra.get("scanId"),
@@ -368,7 +382,7 @@ class ImportService:
         if record.source is ImportSource.ITERO:
             from core.services.itero import commit_itero
 
-            return commit_itero(self._infra, actor, record, chosen, self._read_files(record))
+            return commit_itero(self._infra, actor, record, chosen, self._read_files(record), limits=self._limits)
         frames = []
         extra: dict[str, Any] = {}
         if record.source is ImportSource.RECORDING:
@@ -415,6 +429,10 @@ class ImportService:
             if not self._infra.assets.sha256_in_use(sha) and not self._infra.imports.sha256_in_use(sha):
                 self._infra.store.delete(sha)
 
+
+#: What the analysis records for the coordinator (who the export names, the proposed patients,
+#: warnings): kept on the import, not copied onto the version it creates.
+_IMPORT_ONLY_METADATA = frozenset({"exportPatient", "manifestPatient", "patientMatch", "matchReason", "warnings"})
 
 _SOURCE_SYSTEMS = {
     ImportSource.FILES: "Screenshots",

@@ -221,7 +221,8 @@ class VisualService:
         asset = self._infra.assets.get(actor.clinic_id, before.asset_id or "")
         if asset.patientId != sim.patientId:
             raise ValidationError("That image belongs to another patient; choose one of this patient's images.")
-        if asset.kind not in (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.FRAME, AssetKind.EXPORT):
+        if asset.kind not in (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.FRAME, AssetKind.EXPORT) \
+                or not asset.contentType.startswith("image/"):
             raise ValidationError("That gallery item is not an image that can be compared.")
         return self._asset_pixels(actor.clinic_id, asset.id), asset.id
 
@@ -431,6 +432,14 @@ class VisualService:
             items = [i for i in items if i.asset.kind is not AssetKind.EXPORT or i.asset.details.get("approved")]
         return Page(tuple(items), assets.cursor)
 
+    def before_candidates(self, actor: Actor, patient_id: str) -> list[ImagingAsset]:
+        """The patient's pictures a comparison can start from ("before"): clinical photos and scanner
+        views (iTero penta views are photos), newest first."""
+        actor.require(Permission.IMAGING_VIEW)
+        patient = self._infra.patients.get(actor.clinic_id, patient_id)
+        return before_images(list(self._infra.assets.list_for_patient(
+            actor.clinic_id, patient.id, kinds=(AssetKind.PHOTO, AssetKind.SCAN), limit=200)))
+
     def thumbnail(self, actor: Actor, asset_id: str, box: tuple[int, int] = (480, 360)) -> np.ndarray:
         """A small picture of an image asset (PNG/JPEG); other files have no thumbnail."""
         return self.thumbnails(actor, [asset_id], box)[asset_id]
@@ -467,11 +476,59 @@ class VisualService:
         return data, download_name(asset), asset.contentType
 
 
+_PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+
+
+def asset_facts(asset: ImagingAsset) -> list[str]:
+    """What a gallery file is, in a few words, by kind of file: pixel size of pictures, length of
+    videos, pages or slides of documents, triangles of meshes, the order of an iTero manifest."""
+    details = asset.details
+    facts: list[str] = []
+    if asset.width and asset.height:
+        facts.append(f"{asset.width} × {asset.height}")
+    if asset.contentType.startswith("video/") and details.get("durationSeconds"):
+        facts.append(f"{float(details['durationSeconds']):.1f} s")
+    elif asset.contentType == "image/gif" and details.get("fps"):
+        facts.append(f"{details['fps']} fps")
+    elif asset.contentType in ("model/stl", "model/ply"):
+        triangles = details.get("triangles")
+        facts.append(f"{triangles:,} triangles" if isinstance(triangles, int) else "3D scan")
+        if details.get("jaw"):
+            facts.append(f"{details['jaw']} jaw")
+    elif asset.contentType == "application/xml":
+        order = details.get("orderId")
+        facts.append(f"{details.get('sourceSystem') or 'scan'} manifest" + (f" · order {order}" if order else ""))
+    elif asset.contentType == _PPTX or details.get("slides"):
+        slides = details.get("slides")
+        facts.append(f"{slides} slide{'' if slides == 1 else 's'}" if isinstance(slides, int) else "slide deck")
+    elif asset.contentType == "application/pdf" and details.get("pages"):
+        facts.append(f"{details['pages']} page{'' if details['pages'] == 1 else 's'}")
+    elif asset.contentType == "application/zip" and details.get("files"):
+        facts.append(f"{details['files']} files")
+    if not facts:
+        facts.append(_size_text(asset.size))
+    if details.get("view"):
+        facts.append(VIEW_LABELS.get(details["view"], details["view"]).lower() + " view")
+    return facts
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{max(1, round(size / 1e3))} kB"
+
+
+def before_images(assets: list[ImagingAsset]) -> list[ImagingAsset]:
+    """The gallery pictures a comparison may start from: photos (scanner views among them) and the
+    picture-like scans of older imports, never meshes, manifests or documents."""
+    return [a for a in assets if a.kind in (AssetKind.PHOTO, AssetKind.SCAN) and a.contentType in _PICTURES]
+
+
+_PICTURES = ("image/png", "image/jpeg", "image/webp")
+
+
 def download_name(asset: ImagingAsset) -> str:
     """A file name without patient data: kind, a short id and the extension."""
     extension = {"image/png": "png", "image/jpeg": "jpg", "video/mp4": "mp4", "video/webm": "webm",
                  "image/gif": "gif", "application/pdf": "pdf", "application/zip": "zip", "model/stl": "stl",
-                 "application/xml": "xml",
-                 "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+                 "model/ply": "ply", "application/xml": "xml", _PPTX: "pptx",
                  }.get(asset.contentType, "bin")
     return f"{asset.kind.value.lower()}-{asset.id[-8:]}.{extension}"
