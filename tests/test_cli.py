@@ -153,9 +153,11 @@ def test_cli_imports_with_a_worker_running_save_each_version_once(env, services,
 def test_cli_output_shows_control_characters_and_bidi_overrides_as_escapes(env, infra, tmp_path):
     world = make_clinic(infra)
     name = "Stage 1 \x1b[31mred\x1b[0m \u202egnp.exe"
-    (tmp_path / name).write_text("not a picture")
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    (folder / name).write_text("not a picture")
     result = _cli(env, "import", "--as", "coordinator@alpha.test", "--patient", world.patient.id,
-                  "--source", "files", str(tmp_path))
+                  "--source", "files", str(folder))
     assert result.returncode == 1
     assert "Stage 1 \\x1b[31mred\\x1b[0m \\u202egnp.exe is not an image" in result.stderr
     assert "\x1b" not in result.stderr + result.stdout and "\u202e" not in result.stderr + result.stdout
