@@ -192,6 +192,21 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
+def cmd_prepare_db(args: argparse.Namespace, settings: Settings) -> int:
+    """Build missing indexes and run pending migrations now (after an upgrade, before users arrive)."""
+    import logging
+
+    from core.infra import build_infrastructure
+    from core.migrations import prepare_database
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.monotonic()
+    ran = prepare_database(build_infrastructure(settings))
+    print(f"database ready in {time.monotonic() - started:.1f} s"
+          + (f"; migrations run: {', '.join(ran)}" if ran else "; nothing to migrate"))
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     """Delete stored files no record refers to (left by a process that died mid-write)."""
     infra = _services(settings).infra
@@ -252,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--since-checkpoint", action="store_true",
                         help="only events after each clinic's last verified checkpoint (default: everything)")
     verify.set_defaults(func=cmd_audit_verify)
+
+    prepare = sub.add_parser("prepare-db", help="build missing indexes and run pending migrations (logged, timed)")
+    prepare.set_defaults(func=cmd_prepare_db)
 
     gc = sub.add_parser("gc", help="delete stored files that no record refers to")
     gc.add_argument("--older-than-hours", type=float, default=24.0,

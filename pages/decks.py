@@ -38,8 +38,13 @@ try:
                            format_func=lambda i: decks[i].name)
     st.session_state["deck_id"] = deck_id
     deck = services().decks.get(actor, deck_id)
-    for warning in services().decks.warnings(actor, deck):
-        st.warning(md(warning.text), icon=":material/update:")
+    warnings = services().decks.warnings(actor, deck)
+    for warning in warnings:
+        if warning.blocking:
+            st.error(md(warning.text), icon=":material/block:")
+        else:
+            st.warning(md(warning.text), icon=":material/update:")
+    blocked = any(w.blocking for w in warnings)
     st.caption("Shows: " + ", ".join(f"v{v}" for v in deck.usedVersions.values()) + " (approved versions only)")
     if can_edit:
         slide_editor(actor, deck)
@@ -52,7 +57,8 @@ try:
     cols = st.columns(4)
     for col, (output, label) in zip(cols, (("pptx", "PowerPoint"), ("pdf", "PDF"), ("handout", "Handout PDF"),
                                           ("pack", "Consult pack (ZIP)")), strict=True):
-        if actor.can(Permission.IMAGING_EXPORT) and col.button(label, key=f"build-{output}", width="stretch"):
+        if actor.can(Permission.IMAGING_EXPORT) and col.button(label, key=f"build-{output}", width="stretch",
+                                                               disabled=blocked):
             follow(services().exports.request_deck(actor, deck.id, output, caption=caption))
     for export_id in st.session_state.get(FOLLOW_KEY, [])[:4]:
         export_progress(actor, export_id)

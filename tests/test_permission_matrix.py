@@ -99,13 +99,31 @@ def test_own_clinic_outcomes_match_the_table(services, infra, clinics, tmp_path,
 def test_another_clinics_records_are_never_reachable(services, infra, clinics, tmp_path, operation, role):
     actor = services.sessions.load_actor(clinics["alpha"][0].users[role].id)
     run = _operations(services, clinics["beta"], tmp_path)[operation]
+    alpha = clinics["alpha"][0].clinic.id
+    refused_before = infra.db.audit_events.count_documents({"outcome": "refused"})
     with pytest.raises((PermissionDeniedError, NotFoundError)):
         run(actor)
+    # Every refusal is audited in the caller's clinic: a permission, or a record it may not reach.
+    refusals = [e for e in infra.audit.list(alpha) if e.outcome == "refused"]
+    assert infra.db.audit_events.count_documents({"outcome": "refused"}) == refused_before + 1
+    assert refusals[0].userId == actor.id and refusals[0].action in ("permission.denied", "access.refused")
+    if refusals[0].action == "access.refused":
+        assert set(refusals[0].details["ids"]) <= {clinics["beta"][0].patient.id, *clinics["beta"][1:]}
     beta_id = clinics["beta"][0].clinic.id
     from bson import ObjectId
 
     assert infra.db.simulations.count_documents({"clinicId": ObjectId(beta_id)}) == 2  # nothing was added there
     assert infra.db.simulation_exports.count_documents({"clinicId": ObjectId(beta_id)}) == 0
+
+
+def test_a_refusal_never_echoes_a_hostile_id(services, infra, clinics):
+    actor = clinics["alpha"][0].actor()
+    hostile = "\u202e<script>" + "x" * 5000
+    with pytest.raises(NotFoundError):
+        services.simulations.get(actor, hostile)
+    event = infra.audit.list(clinics["alpha"][0].clinic.id)[0]
+    assert event.action == "access.refused" and event.details["ids"] == [] and event.details["malformedIds"] == 1
+    assert "script" not in str(event.details) and event.details["operation"] == "SimulationService.get"
 
 
 def test_a_job_given_another_clinics_import_id_finds_nothing(services, clinics):

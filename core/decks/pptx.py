@@ -14,8 +14,9 @@ PowerPoint, Keynote and LibreOffice Impress. Only standard python-pptx construct
 Metadata: python-pptx's template carries "python-pptx" / "Steve Canny" / "PowerPoint Presentation"
 in its core properties; every text property is overwritten with a generic value or "" and the
 created/modified dates are set to `created`, so slide text (patient names) never reaches the
-metadata. The template's extended properties (docProps/app.xml: application name, an outdated
-"4:3" format name and slide counts that PowerPoint rewrites on save) hold no deck content.
+metadata. The extended properties (docProps/app.xml) are written anew after saving: this application,
+the widescreen 16:9 format and the real slide, notes and video counts (the template's claim of
+"Microsoft Macintosh PowerPoint", 4:3 and 0 slides is replaced).
 """
 
 from __future__ import annotations
@@ -101,6 +102,32 @@ def _scrub_properties(prs: PresentationType, when: datetime) -> None:
     props.revision = 1
     props.created = when
     props.modified = when
+
+
+_APP_XML = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/extended-properties" \
+xmlns:vt="http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes">\
+<TotalTime>0</TotalTime><Application>{application}</Application>\
+<PresentationFormat>Widescreen (16:9)</PresentationFormat><Slides>{slides}</Slides><Notes>{slides}</Notes>\
+<HiddenSlides>0</HiddenSlides><MMClips>{videos}</MMClips><ScaleCrop>false</ScaleCrop>\
+<LinksUpToDate>false</LinksUpToDate><SharedDoc>false</SharedDoc><HyperlinksChanged>false</HyperlinksChanged>\
+</Properties>"""
+
+
+def _write_app_properties(path: Path, *, slides: int, videos: int) -> None:
+    """Replace docProps/app.xml with honest values (rewrites the package; entries keep their order)."""
+    from xml.sax.saxutils import escape
+
+    body = _APP_XML.format(application=escape(GENERATOR), slides=slides, videos=videos).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                data = body if item.filename == "docProps/app.xml" else source.read(item.filename)
+                target.writestr(item, data, compress_type=item.compress_type)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _utc_naive(when: datetime | None) -> datetime:
@@ -306,6 +333,7 @@ def build_pptx(slides: Sequence[SlideContent], branding: Branding, out_path: Pat
     out_path = Path(out_path)
     try:
         prs.save(str(out_path))
+        _write_app_properties(out_path, slides=len(deck), videos=sum(1 for c in deck if c.video_path))
         with zipfile.ZipFile(out_path) as package:
             parts = tuple(sorted(name for name in package.namelist() if name.startswith("ppt/media/")))
     except BaseException:

@@ -368,9 +368,11 @@ class OverlaySpec:
     patient_text: str | None = None
     outcome_stamp: bool = True
     draft_watermark: bool = False
+    #: The band's text when it is not a simulated outcome (e.g. "Clinical photo" on a real photo).
+    stamp_text: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("stage_label", "date_text", "clinic_name", "patient_text"):
+        for name in ("stage_label", "date_text", "clinic_name", "patient_text", "stamp_text"):
             _check_text(name, getattr(self, name))
         for name in ("outcome_stamp", "draft_watermark"):
             if not isinstance(getattr(self, name), bool):
@@ -406,7 +408,7 @@ def _layout(width: int, height: int, spec: OverlaySpec, reserved_top: int = 0) -
     items: list[_Item] = []
     bottom = height - margin
     if spec.outcome_stamp:
-        text, stamp_size = fit_text(OUTCOME_STAMP_TEXT, size, width - 2 * margin)
+        text, stamp_size = fit_text(spec.stamp_text or OUTCOME_STAMP_TEXT, size, width - 2 * margin)
         band_h = plate_h
         items.append(_Item("stamp", (0, height - band_h, width, height), text, stamp_size))
         bottom = height - band_h - margin

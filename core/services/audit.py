@@ -11,9 +11,10 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.audit import VerifyReport
 from core.repositories.base import Page
+from core.services.base import ServiceBase
 
 
-class AuditService:
+class AuditService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 

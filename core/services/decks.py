@@ -7,7 +7,7 @@ Only approved versions go into a deck. Coordinators and doctors edit; presenters
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,17 +21,22 @@ from core.domain import (
     DeckSlide,
     ExportState,
     ExportType,
+    ImagingAsset,
     PatientNames,
     Permission,
+    SimulationExport,
     SimulationStatus,
     TreatmentSimulation,
 )
 from core.errors import ValidationError
 from core.imaging import decode_rgb
+from core.imaging.overlays import OverlaySpec, apply_overlays
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.privacy import caption_level, patient_caption
 from core.repositories.base import Page
+from core.services.approval import patient_ready
+from core.services.base import ServiceBase
 from core.services.visuals import BeforeRef, ComparisonRequest, OutputSpec, Overlays, VisualService
 
 DECK_OUTPUTS = {"pptx": ExportType.PPTX, "pdf": ExportType.PDF, "handout": ExportType.PDF, "pack": ExportType.PACK}
@@ -65,9 +70,35 @@ TALKING_POINTS = {
 @dataclass(frozen=True)
 class DeckWarning:
     text: str
+    blocking: bool = False  # the deck cannot be built (an approval was revoked)
 
 
-class DeckService:
+def _rendered_after_approval(export: SimulationExport, sim: TreatmentSimulation) -> bool:
+    """A file patients may see: made from the approved version, after the approval (so no DRAFT in it)."""
+    return patient_ready(approved_when_made=bool(export.settings.get("approved")), made_at=export.createdAt, sim=sim)
+
+
+#: Renders a fresh, approved video like `export` of `sim` into the path (the export job provides it).
+VideoRenderer = Callable[[TreatmentSimulation, SimulationExport, Path], None]
+#: Real photos in a deck say what they are; simulated pictures carry the outcome stamp.
+PHOTO_STAMP = OverlaySpec(outcome_stamp=True, stamp_text="Clinical photo")
+SIMULATED_STAMP = OverlaySpec(outcome_stamp=True)
+
+
+def _stamped(rgb: np.ndarray, spec: OverlaySpec = SIMULATED_STAMP) -> np.ndarray:
+    return apply_overlays(rgb, spec)
+
+
+def _smile_photo(photos: list[ImagingAsset]) -> ImagingAsset:
+    """The photo for "Your smile today": a frontal smile before intraoral views, newest first otherwise."""
+    for words in (("smile",), ("frontal", "front", "face")):
+        for photo in photos:
+            if any(w in (photo.label or "").lower() for w in words):
+                return photo
+    return photos[0]
+
+
+class DeckService(ServiceBase):
     def __init__(self, infra: Infrastructure, visuals: VisualService) -> None:
         self._infra = infra
         self._visuals = visuals
@@ -94,9 +125,10 @@ class DeckService:
             )
         latest = sorted(approved, key=lambda s: s.updatedAt)[-1]
         sim = self._infra.simulations.get(actor.clinic_id, latest.id)  # with its frames
-        videos = list(self._infra.exports.list_for_simulation(
+        videos = [e for e in self._infra.exports.list_for_simulation(
             actor.clinic_id, sim.id, limit=20,
-            post={"exportType": ExportType.VIDEO.value, "state": ExportState.DONE.value}))
+            post={"exportType": ExportType.VIDEO.value, "state": ExportState.DONE.value})
+            if e.settings.get("codec", "h264") == "h264"]  # PowerPoint plays MP4, not WebM
         photos = self._infra.assets.list_for_patient(actor.clinic_id, patient.id, kinds=(AssetKind.PHOTO,))
         slides = []
         for kind in TEMPLATES[template]:
@@ -112,7 +144,7 @@ class DeckService:
             if kind == "photo":
                 if not photos:
                     continue
-                slide = replace(slide, assetId=photos[0].id)
+                slide = replace(slide, assetId=_smile_photo(list(photos)).id)
             slides.append(slide)
         name = f"{TEMPLATE_LABELS[template]} · {datetime.now(UTC):%d %b %Y}"
         used = self._check_slides(actor, patient.id, slides)
@@ -161,8 +193,12 @@ class DeckService:
                 used[sim.id] = sim.version
             if slide.kind == "video":
                 export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
-                if export.state is not ExportState.DONE or export.simulationId != slide.simulationId:
+                if (export.exportType is not ExportType.VIDEO or export.state is not ExportState.DONE
+                        or export.simulationId != slide.simulationId):
                     raise ValidationError("Pick a finished video of the slide's simulation.")
+                if export.settings.get("codec", "h264") != "h264" or export.settings.get("wipe_of"):
+                    raise ValidationError("Presentations embed MP4 (H.264) stage videos; render the video as "
+                                          "“MP4 (H.264)” on the simulation page and pick that one.")
             if slide.kind == "photo":
                 asset = self._infra.assets.get(actor.clinic_id, slide.assetId or "")
                 if asset.patientId != patient_id:
@@ -178,8 +214,22 @@ class DeckService:
         return self._infra.decks.list_for_patient(actor.clinic_id, patient_id, limit=limit, cursor=cursor)
 
     def warnings(self, actor: Actor, deck: Deck) -> list[DeckWarning]:
-        """Newer approved versions of the series a deck shows (the deck keeps what it recorded)."""
+        """What is stale in a deck: revoked approvals (it cannot be built), videos made before approval
+        (rebuilt from the approved version), newer approved versions (the deck keeps what it recorded)."""
         out = []
+        current = self._infra.simulations.summaries(actor.clinic_id, list(deck.usedVersions))
+        for sim_id, version in deck.usedVersions.items():
+            sim = current.get(sim_id)
+            if sim is None or not sim.isApproved:
+                out.append(DeckWarning(f"v{version} is no longer approved: this presentation cannot be shown or "
+                                       "built until its slides use an approved version.", blocking=True))
+        for number, slide in enumerate(deck.slides, 1):
+            sim = current.get(slide.simulationId or "")
+            if slide.kind == "video" and sim is not None and sim.isApproved and slide.exportId:
+                export = self._infra.exports.get(actor.clinic_id, slide.exportId)
+                if not _rendered_after_approval(export, sim):
+                    out.append(DeckWarning(f"The video on slide {number} was rendered while v{sim.version} was a "
+                                           "draft; building the deck renders it again from the approved version."))
         for sim_id, version in deck.usedVersions.items():
             versions = self._infra.simulations.series_versions(actor.clinic_id, sim_id, limit=20)
             newer = [
@@ -232,10 +282,12 @@ class DeckService:
 
     # --- building (called by the export job) -----------------------------------------------------------
     def build(self, actor: Actor, deck_id: str, output: str, out: Path, progress: Any, *,
-              caption: str = "none") -> dict[str, Any]:
+              caption: str = "none", render_video: VideoRenderer | None = None) -> dict[str, Any]:
         """Render the deck to `out` ("pptx", "pdf", "handout" or "pack"); returns facts about the file.
 
         `caption` is how the deck may name the patient (title slide, pack index), capped by the clinic.
+        Every picture carries its stamp; a video made before its version was approved is rendered again
+        from the approved version with `render_video(sim, stale_export, path)` instead of being embedded.
         """
         from core.decks.model import Branding
         from core.decks.pack import build_pack
@@ -252,7 +304,8 @@ class DeckService:
         work = out.parent / f"{out.stem}-parts"
         work.mkdir(parents=True, exist_ok=True)
         try:
-            contents = [self._content(actor, deck, slide, work, level) for slide in deck.slides]
+            contents = [self._content(actor, deck, slide, work, level=level, render_video=render_video)
+                        for slide in deck.slides]
             progress(0.4, "slides prepared")
             if output == "pptx":
                 result = build_pptx(contents, branding, out)
@@ -279,7 +332,8 @@ class DeckService:
                 path.unlink() if path.is_file() else path.rmdir()
             work.rmdir()
 
-    def _content(self, actor: Actor, deck: Deck, slide: DeckSlide, work: Path, level: PatientNames) -> Any:
+    def _content(self, actor: Actor, deck: Deck, slide: DeckSlide, work: Path, *, level: PatientNames,
+                 render_video: VideoRenderer | None) -> Any:
         from core.decks.model import SlideContent
 
         clinic = self._infra.clinics.get(actor.clinic_id)
@@ -297,7 +351,8 @@ class DeckService:
             return SlideContent(**base, lines=self._summary(actor, deck))
         if slide.kind == "photo":
             asset = self._infra.assets.get(actor.clinic_id, slide.assetId or "")
-            return SlideContent(**base, images=(decode_rgb(self._infra.store.get(asset.sha256)),))
+            photo = decode_rgb(self._infra.store.get(asset.sha256))
+            return SlideContent(**base, images=(_stamped(photo, PHOTO_STAMP),))
         sim = self._infra.simulations.get(actor.clinic_id, slide.simulationId or "")
         overlays = Overlays(stage_label=False, date=False, clinic=False)
         if slide.kind == "comparison":
@@ -316,15 +371,23 @@ class DeckService:
         if slide.kind == "stage_grid":
             frames = sim.frames_for_view(sim.views[0])
             picks = sorted({round(i * (len(frames) - 1) / 5) for i in range(6)})
-            images = tuple(self._pixels(actor, frames[i].assetId) for i in picks)
+            assets = self._infra.assets.get_many(actor.clinic_id, {frames[i].assetId for i in picks})
+            images = tuple(_stamped(decode_rgb(self._infra.store.get(assets[frames[i].assetId].sha256)))
+                           for i in picks)
             caption = slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks)
             return SlideContent(**{**base, "caption": caption}, images=images)
         export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
-        asset = self._infra.assets.get(actor.clinic_id, export.asset_id or "")
         video = work / f"video-{export.id}.mp4"
-        video.write_bytes(self._infra.store.get(asset.sha256))
+        if _rendered_after_approval(export, sim):
+            asset = self._infra.assets.get(actor.clinic_id, export.asset_id or "")
+            video.write_bytes(self._infra.store.get(asset.sha256))
+        elif render_video is not None:
+            render_video(sim, export, video)  # made as a draft: never embed it, render the approved version
+        else:
+            raise ValidationError(f"The video on “{slide.title}” was made before v{sim.version} was approved; "
+                                  "render it again before building the presentation.")
         _, last = self._ends(sim)
-        return SlideContent(**base, video_path=video, poster=self._pixels(actor, sim.frames[last].assetId))
+        return SlideContent(**base, video_path=video, poster=_stamped(self._pixels(actor, sim.frames[last].assetId)))
 
     def _pixels(self, actor: Actor, asset_id: str) -> np.ndarray:
         return decode_rgb(self._infra.store.get(self._infra.assets.get(actor.clinic_id, asset_id).sha256))

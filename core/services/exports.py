@@ -47,6 +47,8 @@ from core.permissions import Actor
 from core.privacy import caption_level, output_context, patient_caption
 from core.queueing import enqueue
 from core.repositories.base import Page
+from core.services.approval import patient_ready
+from core.services.base import ServiceBase
 from core.services.visuals import OutputSpec, Overlays, VisualService
 
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ class RenderRequest:
         return cls(**values)
 
 
-class ExportService:
+class ExportService(ServiceBase):
     def __init__(self, infra: Infrastructure, visuals: VisualService, meshes: Mesh3DService | None = None) -> None:
         self._infra = infra
         self._visuals = visuals
@@ -179,6 +181,11 @@ class ExportService:
         deck = self._infra.decks.get(actor.clinic_id, deck_id)
         if not deck.usedVersions:
             raise ValidationError("This deck shows no simulation; add an approved version first.")
+        current = self._infra.simulations.summaries(actor.clinic_id, list(deck.usedVersions))
+        for sim_id, version in deck.usedVersions.items():
+            if sim_id not in current or not current[sim_id].isApproved:
+                raise ValidationError(f"v{version} of this presentation is no longer approved; it can be built again "
+                                      "once its slides use an approved version.")
         request = RenderRequest(DECK_OUTPUTS[output], deck_id=deck.id, deck_output=output,
                                 deck_revision=deck.revision, deck_caption=PatientNames.coerce(caption).value)
         return self.request(actor, next(iter(deck.usedVersions)), request)
@@ -253,15 +260,25 @@ class ExportService:
     def get(self, actor: Actor, export_id: str) -> SimulationExport:
         actor.require(Permission.IMAGING_VIEW)
         export = self._infra.exports.get(actor.clinic_id, export_id)
-        if actor.approved_only and not export.settings.get("approved"):
-            raise NotFoundError("Presenters see exports of approved versions only.")
+        if actor.approved_only and not self._patient_ready(actor, [export]):
+            raise NotFoundError("Presenters see exports of approved versions only (made after the approval).")
         return export
 
     def recent(self, actor: Actor, *, limit: int = 50, cursor: str | None = None) -> Page[SimulationExport]:
-        """The clinic's exports, newest first (presenters: of approved versions only); a page."""
+        """The clinic's exports, newest first (presenters: files made from versions approved now); a page."""
         actor.require(Permission.IMAGING_VIEW)
-        return self._infra.exports.list_recent(actor.clinic_id, limit=limit, cursor=cursor,
+        page = self._infra.exports.list_recent(actor.clinic_id, limit=limit, cursor=cursor,
                                                approved_only=actor.approved_only)
+        if not actor.approved_only:
+            return page
+        ready = self._patient_ready(actor, page.items)
+        return Page(tuple(e for e in page if e.id in ready), page.cursor)
+
+    def _patient_ready(self, actor: Actor, exports: Sequence[SimulationExport]) -> set[str]:
+        """Ids of the exports a patient may see: of a version approved now, made after its approval."""
+        sims = self._infra.simulations.summaries(actor.clinic_id, {e.simulationId for e in exports})
+        return {e.id for e in exports if patient_ready(approved_when_made=bool(e.settings.get("approved")),
+                                                         made_at=e.createdAt, sim=sims.get(e.simulationId))}
 
     def for_simulation(self, actor: Actor, simulation_id: str, *, export_type: ExportType | None = None,
                        limit: int = 50) -> Page[SimulationExport]:
@@ -270,7 +287,11 @@ class ExportService:
         post: dict[str, Any] = {"exportType": export_type.value} if export_type else {}
         if actor.approved_only:
             post["settings.approved"] = True
-        return self._infra.exports.list_for_simulation(actor.clinic_id, simulation_id, limit=limit, post=post or None)
+        page = self._infra.exports.list_for_simulation(actor.clinic_id, simulation_id, limit=limit, post=post or None)
+        if not actor.approved_only:
+            return page
+        ready = self._patient_ready(actor, page.items)
+        return Page(tuple(e for e in page if e.id in ready), page.cursor)
 
     def files(self, actor: Actor, exports: Sequence[SimulationExport]) -> dict[str, ImagingAsset]:
         """The produced file of each finished export, by export id, in one query."""
@@ -440,8 +461,15 @@ class ExportService:
         if request.deck_id:
             from core.services.decks import DeckService
 
+            def fresh_video(video_sim: TreatmentSimulation, stale: SimulationExport, path: Path) -> None:
+                """The deck's video slide, rendered again from the approved version (never the draft file)."""
+                settings = {k: v for k, v in stale.settings.items() if k not in ("approved", "clinic")}
+                again = RenderRequest.from_settings(settings)
+                self._produce(actor, video_sim, again, path, progress=lambda _f, _s: None, cancelled=cancelled)
+
             return DeckService(self._infra, self._visuals).build(actor, request.deck_id, request.deck_output, out,
-                                                                 progress, caption=request.deck_caption)
+                                                                 progress, caption=request.deck_caption,
+                                                                 render_video=fresh_video)
         if request.mesh_view:
             return self._mesh_image(actor, sim, request, out, progress)
         frames = self._frames(sim, request)
@@ -465,7 +493,10 @@ class ExportService:
             spec = self._video_spec(request, clinic.name, draft=not sim.isApproved)
             if request.wipe_of:
                 before, after = self._wipe_images(actor, sim, request.wipe_of)
-                result = render_wipe(before, after, spec, out, overlay=lambda rgb, _s: overlay(rgb, len(frames) - 1))
+                # The wipe labels its halves "Before" / "Predicted" in the top corners: no stage caption
+                # (the before half is not a stage) and no corner plates under those labels.
+                halves = replace(captions, stage_label=None, clinic_name=None, logo=None, patient_text=None)
+                result = render_wipe(before, after, spec, out, overlay=lambda rgb, _half: apply_overlays(rgb, halves))
             else:
                 # Fit and caption each stage on the decode threads, ahead of the encoder (the renderer
                 # would do the same per stage, but on the thread that feeds ffmpeg).

@@ -41,6 +41,7 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue
 from core.repositories.base import Page
+from core.services.base import ServiceBase
 from core.services.simulations import NewFrame, SimulationService
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _no_progress(_percent: int, _step: str) -> None:
     return None
 
 
-class ImportService:
+class ImportService(ServiceBase):
     def __init__(self, infra: Infrastructure, simulations: SimulationService,
                  limits: ImportLimits = DEFAULT_LIMITS,
                  on_version: Callable[[str, str], object] | None = None) -> None:

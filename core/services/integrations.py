@@ -30,6 +30,7 @@ from core.errors import StudioError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.base import Page
+from core.services.base import ServiceBase
 from core.services.imports import ImportService, Upload
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def name_hint(label: str) -> tuple[str, str, date | None] | None:
     return (words[0], words[1], dob) if len(words) >= 2 else None
 
 
-class IntegrationService:
+class IntegrationService(ServiceBase):
     def __init__(self, infra: Infrastructure, imports: ImportService,
                  connectors: dict[IntegrationKind, Connector] | None = None) -> None:
         self._infra = infra

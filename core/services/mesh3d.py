@@ -42,6 +42,7 @@ from core.mesh3d import movement, pack
 from core.mesh3d.figure import Axes, stage_figure
 from core.permissions import Actor
 from core.queueing import enqueue, job_state
+from core.services.base import ServiceBase
 from core.services.simulations import NewFrame, SimulationService
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class _PackedCache:
         return value
 
 
-class Mesh3DService:
+class Mesh3DService(ServiceBase):
     def __init__(self, infra: Infrastructure, simulations: SimulationService,
                  limits: ImportLimits = DEFAULT_LIMITS) -> None:
         self._infra = infra

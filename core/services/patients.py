@@ -18,6 +18,7 @@ from core.domain import (
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.base import Page
+from core.services.base import ServiceBase
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PatientOverview:
     cursor: str | None = None
 
 
-class PatientService:
+class PatientService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 

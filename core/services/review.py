@@ -9,6 +9,7 @@ from core.errors import ConflictError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.base import Page
+from core.services.base import ServiceBase
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class QueueItem:
     patient: Patient
 
 
-class ReviewService:
+class ReviewService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 

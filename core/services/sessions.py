@@ -12,6 +12,7 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.base import utcnow
 from core.repositories.websessions import WebSession
+from core.services.base import ServiceBase
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class DownloadGrant:
     session_id: str
 
 
-class SessionService:
+class SessionService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 

@@ -26,6 +26,7 @@ from core.imaging import DISPLAY_SIZE, THUMB_SIZE, EncodedImage, decode_rgb, mak
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue, job_state
+from core.services.base import ServiceBase
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _derived_oid(*parts: str) -> ObjectId:
     return ObjectId(hashlib.sha256("/".join(parts).encode()).digest()[:12])
 
 
-class SimulationService:
+class SimulationService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
 

@@ -14,6 +14,7 @@ from core.domain import Permission, ViewerHost, ViewerLink
 from core.errors import NotFoundError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
+from core.services.base import ServiceBase
 from core.services.simulations import SimulationService
 from core.viewer_links import embed_html, host_allowed, normalise_host_pattern, parse_viewer_url
 
@@ -31,7 +32,7 @@ def _fingerprint(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-class ViewerService:
+class ViewerService(ServiceBase):
     def __init__(self, infra: Infrastructure, simulations: SimulationService) -> None:
         self._infra = infra
         self._simulations = simulations

@@ -51,6 +51,8 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.privacy import caption_level, output_context, patient_caption
 from core.repositories.base import Page
+from core.services.approval import patient_ready
+from core.services.base import ServiceBase
 
 PATIENT_TEXT = ("none", "initials", "full")
 GALLERY_KINDS = (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.EXPORT)
@@ -187,7 +189,7 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-class VisualService:
+class VisualService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
         self._decoded = _DecodedCache(_DECODED_CACHE_ENTRIES)
@@ -429,8 +431,16 @@ class VisualService:
         exports = {e.id: e for e in self._infra.exports.list_by_ids(actor.clinic_id, export_ids)}
         items = [GalleryItem(a, exports.get(a.exportId) if a.exportId else None) for a in assets]
         if actor.approved_only:
-            items = [i for i in items if i.asset.kind is not AssetKind.EXPORT or i.asset.details.get("approved")]
+            ready = self._patient_ready([i.asset for i in items if i.asset.kind is AssetKind.EXPORT])
+            items = [i for i in items if i.asset.kind is not AssetKind.EXPORT or i.asset.id in ready]
         return Page(tuple(items), assets.cursor)
+
+    def _patient_ready(self, exports: Sequence[ImagingAsset]) -> set[str]:
+        """Ids of the produced files a patient may see (approved version, made after the approval)."""
+        sims = self._infra.simulations.summaries(exports[0].clinicId, {a.simulationId for a in exports
+                                                                       if a.simulationId}) if exports else {}
+        return {a.id for a in exports if patient_ready(approved_when_made=bool(a.details.get("approved")),
+                                                         made_at=a.createdAt, sim=sims.get(a.simulationId or ""))}
 
     def before_candidates(self, actor: Actor, patient_id: str) -> list[ImagingAsset]:
         """The patient's pictures a comparison can start from ("before"): clinical photos and scanner
@@ -467,8 +477,9 @@ class VisualService:
         """
         actor.require(Permission.IMAGING_EXPORT)
         asset = self._infra.assets.get(actor.clinic_id, asset_id)
-        if actor.approved_only and asset.kind is AssetKind.EXPORT and not asset.details.get("approved"):
-            raise NotFoundError("Presenters can download exports of approved versions only.")
+        if actor.approved_only and asset.kind is AssetKind.EXPORT and not self._patient_ready([asset]):
+            raise NotFoundError("Presenters can download files made from approved versions only (this one was made "
+                                "before the approval, or the approval was revoked).")
         data = self._infra.store.get(asset.sha256)
         self._infra.audit.append(actor.clinic_id, action="download", user_id=actor.id, role=actor.role.value,
                                  patient_id=asset.patientId, simulation_id=asset.simulationId,
