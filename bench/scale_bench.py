@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from _harness import p95
@@ -46,6 +47,49 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+#: While bulk-loading, the server keeps its change log (oplog) instead of pruning it per insert: pruning on
+#: every write of a multi-million-document load walks ever more deleted entries (quadratic; measured). The
+#: log is trimmed once, after the load (see `_settle`).
+_BULK_LOAD = ("--oplog-max-entries", "100000000", "--oplog-retention-seconds", "1000000000")
+
+
+def _env(root: Path, uri: str, url: str) -> dict[str, str]:
+    return {"MONGODB_URI": uri, "REDIS_URL": url, "MONGODB_DB": "scale", "DATA_DIR": str(root / "data"),
+            "STREAMLIT_SECRETS_PATH": str(root / "none.toml"), "DEV_SIGNIN": "1"}
+
+
+def _build(root: Path, simulations: int, cache_size: str) -> None:
+    log(f"building the {simulations:,}-version dataset (once; cached in {root})")
+    mongo, uri = start_mongo(root / "db", free_port(), log_path=root / "db.log", cache_size=cache_size,
+                             extra_args=_BULK_LOAD)
+    try:
+        services = build_services(load_settings(_env(root, uri, "redis://127.0.0.1:1/0")))
+        started = time.monotonic()
+        prepare_database(services.infra)
+        world = build_scale_clinic(services.infra, ScaleSpec(simulations),
+                                   progress=lambda m: log(f"  {time.monotonic() - started:6.0f} s  {m}"))
+        services.infra.db.client.close()
+        log(f"  loaded in {time.monotonic() - started:.0f} s")
+    finally:
+        mongo.stop()
+    _settle(root, cache_size)
+    (root / "world.json").write_text(json.dumps(world.as_dict()))
+
+
+def _settle(root: Path, cache_size: str) -> None:
+    """Restart with the server's normal change-log limits and let one write trim the log once."""
+    mongo, uri = start_mongo(root / "db", free_port(), log_path=root / "db.log", cache_size=cache_size)
+    try:
+        from pymongo import MongoClient
+
+        started = time.monotonic()
+        with MongoClient(uri) as client:
+            client.scale.bench_settle.insert_one({"at": time.time()})
+        log(f"  change log trimmed to the server's normal size in {time.monotonic() - started:.0f} s")
+    finally:
+        mongo.stop()
+
+
 @contextmanager
 def dataset(simulations: int, *, cache_size: str, rebuild: bool) -> Iterator[tuple[Services, ScaleWorld, dict, Any]]:
     """The cached dataset of this size, served by a fresh embedded server (built first if missing)."""
@@ -53,29 +97,20 @@ def dataset(simulations: int, *, cache_size: str, rebuild: bool) -> Iterator[tup
     marker = root / "world.json"
     if rebuild or not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+        _build(root, simulations, cache_size)
     started = time.monotonic()
     mongo, uri = start_mongo(root / "db", free_port(), log_path=root / "db.log", cache_size=cache_size)
     startup = time.monotonic() - started
     redis, url = start_redis(root / "redis", free_port(), log_path=root / "redis.log")
-    env = {"MONGODB_URI": uri, "REDIS_URL": url, "MONGODB_DB": "scale", "DATA_DIR": str(root / "data"),
-           "STREAMLIT_SECRETS_PATH": str(root / "none.toml"), "DEV_SIGNIN": "1"}
+    env = _env(root, uri, url)
     try:
         services = build_services(load_settings(env))
-        if not marker.exists():
-            log(f"building the {simulations:,}-version dataset (once; cached in {root})")
-            t0 = time.monotonic()
-            prepare_database(services.infra)
-            world = build_scale_clinic(services.infra, ScaleSpec(simulations),
-                                       progress=lambda m: log(f"  {time.monotonic() - t0:6.0f} s  {m}"))
-            marker.write_text(json.dumps(world.as_dict()))
-            log(f"  built in {time.monotonic() - t0:.0f} s")
-        else:
-            started = time.monotonic()
-            prepare_database(services.infra)
-            log(f"dataset scale-{simulations}: server up in {startup:.1f} s, start-up checks (indexes, "
-                f"migrations) {time.monotonic() - started:.2f} s")
-            world = ScaleWorld(**json.loads(marker.read_text()))
+        started = time.monotonic()
+        prepare_database(services.infra)
+        log(f"dataset scale-{simulations}: server up in {startup:.1f} s, start-up checks (indexes, migrations) "
+            f"{time.monotonic() - started:.2f} s, server RSS {rss_mb(mongo):.0f} MB")
+        world = ScaleWorld(**json.loads(marker.read_text()))
         yield services, world, env, mongo
         services.infra.db.client.close()
     finally:

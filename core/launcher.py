@@ -84,7 +84,7 @@ def spawn(name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
 
 
 def start_mongo(data_dir: Path, port: int, *, log_path: Path | None = None,
-                cache_size: str = DEFAULT_DB_CACHE) -> tuple[Child, str]:
+                cache_size: str = DEFAULT_DB_CACHE, extra_args: Sequence[str] = ()) -> tuple[Child, str]:
     """SecantusDB on 127.0.0.1 with sync-on-commit (durable writes), data under `data_dir`.
 
     `cache_size` is WiredTiger's cache (the server's own default is 1G; see the README for measurements).
@@ -98,7 +98,7 @@ def start_mongo(data_dir: Path, port: int, *, log_path: Path | None = None,
         raise ConfigurationError(f"{server} is missing; run `make run` so the venv is installed.")
     child = spawn("database", [str(server), "--host", "127.0.0.1", "--port", str(port),
                                "--storage-path", str(data_dir), "--sync-on-commit", "--cache-size", cache_size,
-                               "--log-level", "WARNING"], log_path=log_path, stop_timeout=20)
+                               "--log-level", "WARNING", *extra_args], log_path=log_path, stop_timeout=20)
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
     def ready() -> bool:

@@ -13,7 +13,7 @@ from pymongo.database import Database
 
 from core.domain import AssetKind, ImagingAsset
 from core.errors import NotFoundError
-from core.repositories.base import Page, Repository, encode_cursor, opt_oid, opt_str, sync_indexes, to_oid, utcnow
+from core.repositories.base import Page, Repository, opt_oid, opt_str, sync_indexes, to_oid, utcnow
 
 
 def _from_doc(doc: dict[str, Any]) -> ImagingAsset:
@@ -137,17 +137,9 @@ class AssetRepository(Repository):
         """
         kinds = list(AssetKind) if kinds is None else list(kinds)
         patient = to_oid(patient_id, "patient")
-        docs: list[dict[str, Any]] = []
-        more = False
-        for kind in kinds:
-            found, branch_cursor = self._page(self._scope(clinic_id, patientId=patient, kind=kind.value),
-                                              "createdAt", limit=limit, cursor=cursor, span=timedelta(days=3650))
-            docs.extend(found)
-            more = more or branch_cursor is not None
-        docs.sort(key=lambda d: (d["createdAt"], d["_id"]), reverse=True)
-        page = docs[:limit]
-        more = more or len(docs) > limit
-        next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
+        page, next_cursor = self._merged_pages(
+            [self._scope(clinic_id, patientId=patient, kind=kind.value) for kind in kinds], "createdAt", limit=limit,
+            cursor=cursor, span=timedelta(days=3650))
         return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
     def list_for_simulation(self, clinic_id: str, simulation_id: str, *,

@@ -16,7 +16,6 @@ import hashlib
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from core.domain import AuditEvent
 from core.errors import ConflictError
@@ -171,24 +170,10 @@ class AuditRepository(Repository):
         fields = {"action": action, "outcome": outcome, "userId": opt_oid(user_id), "role": role,
                   "patientId": opt_oid(patient_id), "simulationId": opt_oid(simulation_id),
                   "details": dict(details or {})}
-        last: Exception | None = None
-        for attempt in range(_ATTEMPTS):
-            try:
-                with self._db.client.start_session() as session:
-                    doc = session.with_transaction(lambda s: self._append_in(s, clinic, fields))
-                return _from_doc(doc)
-            except (DuplicateKeyError, ConflictError) as exc:  # another append took this seq
-                last = exc
-            except OperationFailure as exc:
-                if not (exc.has_error_label("TransientTransactionError") or exc.code in (112, 251)):
-                    raise
-                last = exc
-            except PyMongoError as exc:
-                if not getattr(exc, "has_error_label", lambda _l: False)("TransientTransactionError"):
-                    raise
-                last = exc
-            time.sleep(min(0.002 * (attempt + 1), 0.05))
-        raise ConflictError("The audit trail is busy; try again.") from last
+        doc = self._in_transaction(lambda s: self._append_in(s, clinic, fields), attempts=_ATTEMPTS,
+                                   busy="The audit trail is busy; try again.",
+                                   conflicts=(DuplicateKeyError, ConflictError), pause=0.002)
+        return _from_doc(doc)
 
     def _append_in(self, session: ClientSession, clinic: ObjectId, fields: dict[str, Any]) -> dict[str, Any]:
         head = self._heads.find_one({"_id": clinic}, session=session)

@@ -19,7 +19,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -30,8 +30,9 @@ from pymongo import IndexModel
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from core.errors import NotFoundError, ValidationError
+from core.errors import ConflictError, NotFoundError, ValidationError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -372,6 +373,45 @@ class Repository:
         page = found[:limit]
         next_cursor = encode_cursor(page[-1][field], page[-1]["_id"]) if len(found) > limit else None
         return page, next_cursor
+
+    def _merged_pages(self, matches: Sequence[Mapping[str, Any]], field: str, *, limit: int,
+                      cursor: str | None = None, **options: Any) -> tuple[list[dict[str, Any]], str | None]:
+        """One newest-first page over several index prefixes (the branches of an `$in`, read one by one
+        so each stays a bounded window), merged on (`field`, `_id`)."""
+        merged: list[dict[str, Any]] = []
+        more = False
+        for match in matches:
+            docs, branch_cursor = self._page(match, field, limit=limit, cursor=cursor, **options)
+            merged.extend(docs)
+            more = more or branch_cursor is not None
+        merged.sort(key=lambda d: (d[field], d["_id"]), reverse=True)
+        page = merged[:limit]
+        more = more or len(merged) > limit
+        return page, (encode_cursor(page[-1][field], page[-1]["_id"]) if page and more else None)
+
+    def _in_transaction(self, write: Callable[[ClientSession], T], *, attempts: int, busy: str,
+                        conflicts: tuple[type[Exception], ...] = (DuplicateKeyError,),
+                        pause: float = 0.0) -> T:
+        """Run `write` in a transaction, again after a write conflict or a racing insert (up to `attempts`);
+        then `ConflictError(busy)`."""
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                with self._db.client.start_session() as session:
+                    return session.with_transaction(write)
+            except conflicts as exc:
+                last = exc
+            except OperationFailure as exc:
+                if not (exc.has_error_label("TransientTransactionError") or exc.code in (112, 251)):
+                    raise
+                last = exc
+            except PyMongoError as exc:
+                if not getattr(exc, "has_error_label", lambda _l: False)("TransientTransactionError"):
+                    raise
+                last = exc
+            if pause:
+                time.sleep(min(pause * (attempt + 1), 0.05))
+        raise ConflictError(busy) from last
 
     @staticmethod
     def _walk(start: Any, stop: Any, descending: bool, span: Any, depth: int) -> _Walk:

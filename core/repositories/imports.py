@@ -19,7 +19,7 @@ from core.domain import (
     StagedFile,
 )
 from core.errors import ConflictError
-from core.repositories.base import Page, Repository, encode_cursor, opt_oid, opt_str, sync_indexes, to_oid, utcnow
+from core.repositories.base import Page, Repository, opt_oid, opt_str, sync_indexes, to_oid, utcnow
 
 #: What lists read of an import (the candidate frames can be thousands of entries).
 _LISTED = {f: 1 for f in ("clinicId", "source", "state", "createdAt", "updatedAt", "createdBy", "patientId",
@@ -107,17 +107,8 @@ class ImportRepository(Repository):
                                            post={"state": {"$in": wanted}} if wanted else None,
                                            span=timedelta(days=1))
             return Page(tuple(_from_doc(d) for d in docs), next_cursor)
-        merged: list[dict[str, Any]] = []
-        more = False
-        for state in wanted:
-            docs, branch_cursor = self._page(self._scope(clinic_id, state=state), "createdAt", limit=limit,
-                                             cursor=cursor, projection=_LISTED, span=timedelta(days=1))
-            merged.extend(docs)
-            more = more or branch_cursor is not None
-        merged.sort(key=lambda d: (d["createdAt"], d["_id"]), reverse=True)
-        page = merged[:limit]
-        more = more or len(merged) > limit
-        next_cursor = encode_cursor(page[-1]["createdAt"], page[-1]["_id"]) if page and more else None
+        page, next_cursor = self._merged_pages([self._scope(clinic_id, state=state) for state in wanted], "createdAt",
+                                               limit=limit, cursor=cursor, projection=_LISTED, span=timedelta(days=1))
         return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
     def list_unassigned(self, clinic_id: str, *, days: int = 30, limit: int = 20) -> list[SimulationImport]:

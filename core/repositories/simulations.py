@@ -10,7 +10,6 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from core.domain import (
     Frame,
@@ -367,22 +366,6 @@ class SimulationRepository(Repository):
 
     # --- plumbing ------------------------------------------------------------------------------
     def _transact(self, write: Callable[[ClientSession], dict[str, Any]]) -> dict[str, Any]:
-        last: Exception | None = None
-        for _ in range(_VERSION_ATTEMPTS):
-            try:
-                with self._db.client.start_session() as session:
-                    return session.with_transaction(write)
-            except DuplicateKeyError as exc:  # a racing writer won this version number
-                last = exc
-            except OperationFailure as exc:
-                if not (exc.has_error_label("TransientTransactionError") or exc.code in (112, 251)):
-                    raise
-                last = exc
-            except PyMongoError as exc:
-                if not getattr(exc, "has_error_label", lambda _l: False)("TransientTransactionError"):
-                    raise
-                last = exc
-        raise ConflictError(
-            "Another version of this simulation was being saved at the same time; try again."
-        ) from last
-
+        return self._in_transaction(write, attempts=_VERSION_ATTEMPTS,
+                                    busy="Another version of this simulation was being saved at the same time; "
+                                         "try again.")
