@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
 import shutil
@@ -252,7 +251,9 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached datasets")
     parser.add_argument("--build-only", action="store_true", help="build (or check) the datasets, measure nothing")
     args = parser.parse_args()
-    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    from streamlit import logger as streamlit_logger
+
+    streamlit_logger.set_log_level("error")  # headless page runs warn "missing ScriptRunContext" per widget
     if args.build_only:
         for size in (args.simulations, max(100, args.simulations // 100)):
             with dataset(size, cache_size=args.cache_size, rebuild=args.rebuild):

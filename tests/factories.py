@@ -47,3 +47,19 @@ def gradient_frame(stage: int, size: tuple[int, int] = (64, 36)) -> np.ndarray:
 def new_frames(count: int, *, view: str = "front", size: tuple[int, int] = (64, 36)) -> list[NewFrame]:
     return [NewFrame(stage, view, encode_png(gradient_frame(stage, size)), f"Stage {stage}")
             for stage in range(count)]
+
+
+def teal_frames(stages: int) -> list[NewFrame]:
+    """Frames without any red, so a DRAFT watermark (red) is easy to find in decoded video."""
+    frames = []
+    for stage in range(stages):
+        rgb = np.empty((180, 320, 3), np.uint8)
+        rgb[:] = (40, 130 + 10 * stage, 150)
+        frames.append(NewFrame(stage, "front", encode_png(rgb), f"Stage {stage}"))
+    return frames
+
+
+def draft_fraction(rgb: np.ndarray) -> float:
+    """The share of a decoded frame's pixels in the DRAFT watermark's red."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return float(((r - g > 30) & (r - b > 15)).mean())

@@ -21,30 +21,15 @@ from pypdf import PdfReader
 
 from core.domain import ExportState, ExportType, PatientNames, Role, SimulationType
 from core.errors import NotFoundError, ValidationError
-from core.imaging import encode_png
 from core.services.exports import RenderRequest
-from core.services.simulations import NewFrame
 from core.services.visuals import Overlays
 from tests.conftest import wait_until
+from tests.factories import draft_fraction as _draft_fraction
 from tests.factories import make_clinic
+from tests.factories import teal_frames as _teal_frames
 
 CANARY_FIRST, CANARY_LAST = "Quillona", "Zqxcanarywick"
 FULL, INITIALS = f"{CANARY_FIRST} {CANARY_LAST}", "QZ"
-
-
-def _teal_frames(stages: int) -> list[NewFrame]:
-    """Frames without any red, so a DRAFT watermark (red) is easy to find in decoded video."""
-    frames = []
-    for stage in range(stages):
-        rgb = np.empty((180, 320, 3), np.uint8)
-        rgb[:] = (40, 130 + 10 * stage, 150)
-        frames.append(NewFrame(stage, "front", encode_png(rgb), f"Stage {stage}"))
-    return frames
-
-
-def _draft_fraction(rgb: np.ndarray) -> float:
-    r, g, b = (rgb[..., i].astype(int) for i in range(3))
-    return float(((r - g > 30) & (r - b > 15)).mean())
 
 
 @pytest.fixture
