@@ -253,3 +253,30 @@ def test_start_up_on_a_large_database_builds_no_index_twice(counted: Counted) ->
 
     reads = counted.count(lambda: ensure_indexes(counted.infra.db))
     assert reads < 500
+
+
+def test_a_newest_first_list_starts_where_its_last_page_found_rows(counted: Counted) -> None:
+    """A burst of 3,000 exports three hours ago, nothing since: the first look walks the quiet stretch
+    and reads the burst's window; later looks start at the rows the last page found."""
+    from bson import ObjectId
+
+    from core.repositories.base import WALK_HINTS, utcnow
+
+    infra, world = counted.infra, counted.world
+    clinic = infra.create_clinic(name="Burst", slug=f"burst-{uuid.uuid4().hex[:6]}").id
+    template = infra.exports.create(clinic, simulation_id=world.simulation_ids[0], export_type=ExportType.GIF,
+                                    settings={}, frame_range=FrameRange(0, 0), created_by=world.users["coordinator"],
+                                    request_key="burst-template")
+    doc = infra.db.simulation_exports.find_one({"_id": ObjectId(template.id), "clinicId": ObjectId(clinic)})
+    infra.db.simulation_exports.delete_one({"_id": ObjectId(template.id), "clinicId": ObjectId(clinic)})
+    burst = utcnow() - timedelta(hours=3)
+    infra.db.simulation_exports.insert_many(
+        [{**doc, "_id": ObjectId(), "requestKey": f"burst-{n}", "createdAt": burst - timedelta(seconds=n)}
+         for n in range(3000)])
+    WALK_HINTS.clear()
+    cold = counted.count(lambda: infra.exports.list_recent(clinic, limit=50))
+    warm = [counted.count(lambda: infra.exports.list_recent(clinic, limit=50)) for _ in range(3)]
+    assert cold >= 3000  # the control: without a hint the first window holds the whole burst
+    assert max(warm) <= 3 * 51, warm
+    page = infra.exports.list_recent(clinic, limit=50)
+    assert [e.createdAt for e in page] == [burst - timedelta(seconds=n) for n in range(50)]

@@ -16,9 +16,12 @@ Every shape here is also plain, idiomatic pymongo that MongoDB serves from the s
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,6 +218,10 @@ class _Walk:
     descending: bool
     span: Any
     depth: int = 2
+    #: Where the first window of a descending walk ends (below `start - span` when given): lets the first
+    #: window take in the clock-skew allowance and what is newer than the previous page's first row,
+    #: without that always-empty stretch doubling the windows that follow.
+    first_low: Any = None
 
     def windows(self) -> Generator[tuple[Any, Any], tuple[int, int], None]:
         """Yield (low, high) bounds; send back (documents found in it, documents still missing)."""
@@ -224,13 +231,16 @@ class _Walk:
         edge, first = self.start, True
         # Descending walks include `stop` (and the first window includes `start`); ascending ones end before it.
         while (edge > self.stop or (first and edge == self.stop)) if self.descending else (edge < self.stop):
-            first = False
             if self.descending:
-                low, high = max(edge - self.span, self.stop), edge
+                low = edge - self.span
+                if first and self.first_low is not None:
+                    low = min(low, self.first_low)
+                low, high = max(low, self.stop), edge
                 edge = low
             else:
                 low, high = edge, min(edge + self.span, self.stop)
                 edge = high
+            first = False
             found, missing = yield (low, high)
             self._resize(found, missing)
 
@@ -256,6 +266,52 @@ class _Walk:
             elif found > 4 * max(missing, 1) and self.depth < 8:
                 self.depth += 1
             edge = high
+
+
+@dataclass(frozen=True)
+class _Hint:
+    span: timedelta  #: windows this wide hold about a page, at the list's usual spacing of rows
+    floor: datetime | None  #: the last row of the last first page (newest-first lists)
+
+
+class _WalkHints:
+    """What the last page of each list learned about where its rows are (per process, bounded).
+
+    Only a starting guess: walks stay contiguous and go on until the page is full, so a stale hint
+    costs a window more or less, never a missing row. A "newest first" list's first window then reaches
+    from now down to the last row its previous first page showed — what arrived since, plus that page —
+    instead of crossing a quiet stretch with doubling windows that land on thousands of rows; later
+    windows are sized by the usual spacing of the list's rows (the median gap, so one pause does not
+    widen them).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._hints: OrderedDict[tuple, _Hint] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> _Hint | None:
+        with self._lock:
+            hint = self._hints.get(key)
+            if hint is not None:
+                self._hints.move_to_end(key)
+            return hint
+
+    def put(self, key: tuple, hint: _Hint) -> None:
+        with self._lock:
+            self._hints[key] = hint
+            self._hints.move_to_end(key)
+            while len(self._hints) > self._size:
+                self._hints.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hints.clear()
+
+
+WALK_HINTS = _WalkHints()
+#: The narrowest window a hint may ask for.
+_MIN_HINT_SPAN = timedelta(seconds=1)
 
 
 class Repository:
@@ -349,6 +405,16 @@ class Repository:
         if after is not None:
             start = after[0]
         walk = self._walk(start, stop, descending, span, depth)
+        hint_key, newest_first = None, descending and start is None
+        if isinstance(walk.start, datetime):
+            hint_key = (self.collection_name, field, descending, repr(sorted(match.items())),
+                        repr(sorted(post.items())) if post else "")
+            hint = WALK_HINTS.get(hint_key)
+            if hint is not None:
+                walk.span = hint.span
+            if newest_first:  # from the skew allowance down to the last page's last row (or one span below now)
+                floor = hint.floor if hint is not None else None
+                walk.first_low = floor if floor is not None else utcnow() - walk.span
         wanted = limit + 1  # one more than shown tells whether a next page exists
         found: list[dict[str, Any]] = []
         if projection is not None:
@@ -370,9 +436,25 @@ class Repository:
                 low, high = windows.send((len(docs), wanted - len(found)))
         except StopIteration:
             pass
+        if hint_key is not None:
+            self._learn(hint_key, found, field, wanted, newest_first)
         page = found[:limit]
         next_cursor = encode_cursor(page[-1][field], page[-1]["_id"]) if len(found) > limit else None
         return page, next_cursor
+
+    @staticmethod
+    def _learn(key: tuple, found: list[dict[str, Any]], field: str, wanted: int, newest_first: bool) -> None:
+        """Remember the spacing of this list's rows and (newest-first lists) where the first page ended."""
+        old = WALK_HINTS.get(key)
+        if len(found) < wanted:  # the walk reached its end: nothing new to learn about spacing
+            if old is not None and newest_first:
+                WALK_HINTS.put(key, _Hint(old.span, None))
+            return
+        keys = [d[field] for d in found[:wanted]]
+        gaps = sorted(abs(a - b) for a, b in itertools.pairwise(keys))
+        span = max(gaps[len(gaps) // 2] * wanted * 1.25, _MIN_HINT_SPAN)
+        floor = keys[-1] if newest_first else (old.floor if old is not None else None)
+        WALK_HINTS.put(key, _Hint(span, floor))
 
     def _merged_pages(self, matches: Sequence[Mapping[str, Any]], field: str, *, limit: int,
                       cursor: str | None = None, **options: Any) -> tuple[list[dict[str, Any]], str | None]:
