@@ -19,6 +19,7 @@ from core.keys import Keyring, load_keyring
 from core.queueing import connect_redis
 from core.repositories import (
     AlignmentRepository,
+    ApiTokenRepository,
     AssetRepository,
     AuditRepository,
     ClinicRepository,
@@ -140,6 +141,10 @@ class Infrastructure:
     @cached_property
     def viewer_links(self) -> ViewerLinkRepository:
         return ViewerLinkRepository(self.db)
+
+    @cached_property
+    def api_tokens(self) -> ApiTokenRepository:
+        return ApiTokenRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

@@ -1,6 +1,7 @@
 """Repositories: the only code that touches MongoDB collections. Every method is clinic-scoped."""
 
 from core.repositories.alignments import AlignmentRepository
+from core.repositories.apitokens import ApiTokenRepository
 from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
 from core.repositories.decks import DeckRepository
@@ -35,11 +36,13 @@ ALL_REPOSITORIES = (
     MeshSetRepository,
     ViewerHostRepository,
     ViewerLinkRepository,
+    ApiTokenRepository,
 )
 
 __all__ = [
     "ALL_REPOSITORIES",
     "AlignmentRepository",
+    "ApiTokenRepository",
     "AssetRepository",
     "AuditRepository",
     "ClinicRepository",

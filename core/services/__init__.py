@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
+from core.services.apitokens import ApiTokenService
 from core.services.audit import AuditService
 from core.services.decks import DeckService
 from core.services.exports import ExportService
@@ -37,6 +38,7 @@ class Services:
     decks: DeckService
     meshes: Mesh3DService
     viewers: ViewerService
+    api_tokens: ApiTokenService
 
 
 def build_services(settings: Settings) -> Services:
@@ -62,4 +64,5 @@ def services_for(infra: Infrastructure) -> Services:
         decks=DeckService(infra, visuals),
         meshes=meshes,
         viewers=ViewerService(infra, simulations),
+        api_tokens=ApiTokenService(infra),
     )

@@ -1,0 +1,171 @@
+"""API tokens: created and revoked by a clinic admin, checked on every API request, every call audited.
+
+A token acts as one user of the clinic with a chosen subset of that user's permissions (never more:
+the user's role is re-read on every request, so a demoted or disabled user's tokens shrink or stop at
+once). Revocation and expiry apply on the next request. Calls are recorded in the clinic's audit trail
+with the token's id (never the token) by a background writer that appends them in batches, so a busy
+integration costs one audit transaction per batch, not one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from core.domain import Permission
+from core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from core.infra import Infrastructure
+from core.permissions import ROLE_PERMISSIONS, Actor
+from core.repositories.apitokens import ApiToken
+from core.repositories.base import utcnow
+from core.services.base import ServiceBase
+
+log = logging.getLogger(__name__)
+#: How often a token's "last used" time is written (not on every request).
+TOUCH_EVERY = timedelta(seconds=60)
+MAX_DAYS = 366
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    allowed: bool
+    retry_after: int = 0
+
+
+class ApiTokenService(ServiceBase):
+    def __init__(self, infra: Infrastructure) -> None:
+        self._infra = infra
+        self._calls: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+
+    # --- admin ---------------------------------------------------------------------------------------
+    def create(self, actor: Actor, *, user_id: str, name: str, permissions: frozenset[Permission] | set[Permission],
+               days: int) -> tuple[str, ApiToken]:
+        """A new token for a user of the admin's clinic: (the token, shown once; its record)."""
+        actor.require(Permission.ADMIN)
+        name = name.strip()
+        if not name:
+            raise ValidationError("Name the token after who uses it (e.g. 'Case Presentation Builder').")
+        if not 1 <= days <= MAX_DAYS:
+            raise ValidationError(f"A token lasts 1 to {MAX_DAYS} days (not {days}); make a new one when it ends.")
+        user = self._infra.users.get(actor.clinic_id, user_id)
+        if not user.active:
+            raise ValidationError("That user is disabled; enable them first or choose another user.")
+        wanted = frozenset(Permission.coerce(p) for p in permissions)
+        if not wanted:
+            raise ValidationError("Give the token at least one permission.")
+        beyond = wanted - ROLE_PERMISSIONS[user.role]
+        if beyond:
+            raise ValidationError(f"{user.name} ({user.role.value}) does not have "
+                                  f"{', '.join(sorted(p.value for p in beyond))}; a token cannot have more than its "
+                                  "user.")
+        secret, token = self._infra.api_tokens.create(actor.clinic_id, user_id=user.id, name=name[:120],
+                                                      permissions=wanted, created_by=actor.id,
+                                                      lifetime=timedelta(days=days))
+        self._infra.audit.append(actor.clinic_id, action="apitoken.created", user_id=actor.id, role=actor.role.value,
+                                 details={"tokenId": token.id, "forUser": user.id,
+                                          "permissions": sorted(p.value for p in wanted), "days": days})
+        return secret, token
+
+    def list(self, actor: Actor) -> list[ApiToken]:
+        actor.require(Permission.ADMIN)
+        return self._infra.api_tokens.list(actor.clinic_id)
+
+    def revoke(self, actor: Actor, token_id: str) -> ApiToken:
+        actor.require(Permission.ADMIN)
+        token = self._infra.api_tokens.revoke(actor.clinic_id, token_id)
+        self._infra.audit.append(actor.clinic_id, action="apitoken.revoked", user_id=actor.id, role=actor.role.value,
+                                 details={"tokenId": token.id})
+        return token
+
+    # --- requests ------------------------------------------------------------------------------------
+    def authenticate(self, token: str) -> Actor:
+        """The acting user of a Bearer token, limited to the token's permissions; PermissionDeniedError
+        when the token is unknown, revoked, expired, or its user is disabled."""
+        record = self._infra.api_tokens.verify(token) if token else None
+        if record is None:
+            raise PermissionDeniedError("Send a valid API token: 'Authorization: Bearer tss_…'.")
+        now = utcnow()
+        if record.revokedAt is not None:
+            raise PermissionDeniedError("This API token was revoked; ask your clinic admin for a new one.")
+        if now >= record.expiresAt:
+            raise PermissionDeniedError("This API token has expired; ask your clinic admin for a new one.")
+        try:
+            user = self._infra.users.get_for_session(record.userId)
+        except NotFoundError as exc:
+            raise PermissionDeniedError("The user this API token acts for no longer exists.") from exc
+        if not user.active or user.clinicId != record.clinicId:
+            raise PermissionDeniedError("The user this API token acts for is disabled.")
+        if record.lastUsedAt is None or now - record.lastUsedAt > TOUCH_EVERY:
+            self._infra.api_tokens.touch(record.id, now)
+        return Actor(user, on_denied=self._audit_denial, granted=record.permissions, token_id=record.id)
+
+    def _audit_denial(self, actor: Actor, permission: Permission) -> None:
+        self._infra.audit.append(actor.clinic_id, action="permission.denied", outcome="refused", user_id=actor.id,
+                                 role=actor.role.value, details={"permission": permission.value,
+                                                                 "tokenId": actor.token_id})
+
+    def check_rate(self, token_id: str) -> RateVerdict:
+        """A fixed one-minute window per token, counted in Redis (shared by every server process)."""
+        limit = self._infra.settings.api_rate_per_minute
+        now = time.time()
+        window = int(now // 60)
+        key = f"api-rate:{token_id}:{window}"
+        pipe = self._infra.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count = int(pipe.execute()[0])
+        if count <= limit:
+            return RateVerdict(True)
+        return RateVerdict(False, retry_after=max(1, int((window + 1) * 60 - now) + 1))
+
+    def record_call(self, actor: Actor, *, method: str, route: str, status: int,
+                    simulation_id: str | None = None) -> None:
+        """Queue an `api.call` audit event (token id, method, route template, status; never the token,
+        never query text). Written in batches by one background thread."""
+        details = {"tokenId": actor.token_id, "method": method, "route": route, "status": status}
+        event = {"action": "api.call", "outcome": "ok" if status < 400 else "refused", "user_id": actor.id,
+                 "role": actor.role.value, "simulation_id": simulation_id, "details": details}
+        self._calls.put((actor.clinic_id, event))
+        self._ensure_writer()
+
+    def flush_calls(self, timeout: float = 10.0) -> None:
+        """Wait until every queued call record is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while (self._calls.unfinished_tasks and time.monotonic() < deadline):
+            time.sleep(0.02)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None and self._writer.is_alive():
+            return
+        with self._writer_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_calls, name="api-audit", daemon=True)
+                self._writer.start()
+
+    def _write_calls(self) -> None:
+        while True:
+            batch = [self._calls.get()]
+            time.sleep(0.05)  # let a burst gather into one batch
+            while len(batch) < 500:
+                try:
+                    batch.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            by_clinic: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for clinic_id, event in batch:
+                by_clinic[clinic_id].append(event)
+            for clinic_id, events in by_clinic.items():
+                try:
+                    self._infra.audit.append_many(clinic_id, events)
+                except Exception:  # noqa: BLE001 - the writer must survive a database hiccup; logged
+                    log.exception("could not record %d API calls in the audit trail", len(events))
+            for _ in batch:
+                self._calls.task_done()
