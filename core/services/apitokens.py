@@ -165,7 +165,7 @@ class ApiTokenService(ServiceBase):
             for clinic_id, events in by_clinic.items():
                 try:
                     self._infra.audit.append_many(clinic_id, events)
-                except Exception:  # noqa: BLE001 - the writer must survive a database hiccup; logged
+                except Exception:  # the writer must survive a database hiccup; logged, never silent
                     log.exception("could not record %d API calls in the audit trail", len(events))
             for _ in batch:
                 self._calls.task_done()
