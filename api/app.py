@@ -39,7 +39,6 @@ from core.errors import (
 )
 from core.imaging.compose import ComparisonSpec
 from core.permissions import Actor
-from core.repositories.base import decode_cursor, encode_cursor
 from core.services import Services
 from core.services.exports import URL_FIELDS, RenderRequest
 from core.services.imports import Upload
@@ -182,22 +181,11 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
              summary="The version's frames with download links (a page)")
     def frames(id: str, actor: Caller, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                cursor: Annotated[str | None, Query(max_length=200)] = None) -> FramePage:
-        sim = services().simulations.get(actor, id)
-        start = 0
-        if cursor:
-            value, _ = decode_cursor(cursor)
-            if not isinstance(value, int):
-                raise ValidationError("That page link is not valid; start again from the first page.")
-            start = value
-        chosen = [f for f in sim.frames if f.index >= start][:limit + 1]
+        sim, page = services().simulations.frames_page(actor, id, limit=limit, cursor=cursor)
         link = services().sessions.token_download_link
         items = [FrameOut.of(f, link(actor, f.assetId), link(actor, f.thumbAssetId) if f.thumbAssetId else None)
-                 for f in chosen[:limit]]
-        more = len(chosen) > limit
-        from bson import ObjectId
-
-        next_cursor = encode_cursor(chosen[limit].index, ObjectId(sim.id)) if more else None
-        return FramePage(simulationId=sim.id, items=items, nextCursor=next_cursor)
+                 for f in page]
+        return FramePage(simulationId=sim.id, items=items, nextCursor=page.cursor)
 
     @app.get("/imaging/exports/{id}", response_model=Export, summary="An export's state and, when done, its file")
     def get_export(id: str, actor: Caller) -> Export:

@@ -74,3 +74,30 @@ def test_api_calls_are_audited_with_the_token_id_in_batches(services, infra):
     assert len(calls) == 30 and {e.details["tokenId"] for e in calls} == {token.id}
     assert secret not in str([e.details for e in calls])
     assert infra.audit.verify(world.clinic.id).intact
+
+
+def test_an_admin_creates_and_revokes_a_token_on_the_users_page(app_env, services, infra):
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    world = make_clinic(infra)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=30)
+    at.session_state["user_id"] = world.users[Role.ADMIN].id
+    at.run()
+    at.switch_page("pages/users.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="token-user").select(world.users[Role.PRESENTER].id).run()
+    at.text_input[-1].input("Presentation builder")
+    next(b for b in at.button if b.label == "Create token").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = [c.value for c in at.code]
+    assert len(shown) == 1 and shown[0].startswith("tss_")
+    actor = services.api_tokens.authenticate(shown[0])
+    assert actor.id == world.users[Role.PRESENTER].id
+    assert actor.permissions == {Permission.IMAGING_VIEW, Permission.IMAGING_EXPORT}
+    at.run()
+    assert not at.code  # shown once
+    next(b for b in at.button if b.label == "Revoke").click().run()
+    with pytest.raises(PermissionDeniedError, match="revoked"):
+        services.api_tokens.authenticate(shown[0])
