@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.idempotency import IdempotentPosts
 from api.schemas import (
     ComparisonIn,
     Export,
@@ -265,8 +266,13 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         return ImportOut.of(record)
 
     app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(IdempotentPosts, services=services)  # inner: runs after the size check below
     app.add_middleware(CallRecorder, services=services)
     return app
+
+
+class _TooLarge(Exception):
+    pass
 
 
 class CallRecorder:
@@ -295,7 +301,7 @@ class CallRecorder:
             if message["type"] == "http.request":
                 received["bytes"] += len(message.get("body", b""))
                 if received["bytes"] > limit:
-                    raise ApiError(413, "The request body is larger than the upload limit.")
+                    raise _TooLarge
             return message
 
         async def recording_send(message: Message) -> None:
@@ -305,6 +311,9 @@ class CallRecorder:
 
         try:
             await self.app(scope, counting_receive, recording_send)
+        except _TooLarge:  # a body without Content-Length that grew past the limit
+            status["code"] = 413
+            await problem(413, f"The request is larger than {limit // 2**20} MB.")(scope, receive, send)
         finally:
             actor = (scope.get("state") or {}).get("actor")
             if actor is not None:
@@ -334,6 +343,12 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                         answer["content"] = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for unused in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        key = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "description": "Same key and same request: the first answer again. Same key, other request: 409.",
+               "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+        for path in schema.get("paths", {}).values():
+            if "post" in path:
+                path["post"].setdefault("parameters", []).append(key)
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (tss_…) from the Users page."}}
         schema["security"] = [{"bearer": []}]

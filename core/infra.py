@@ -25,6 +25,7 @@ from core.repositories import (
     ClinicRepository,
     DeckRepository,
     ExportRepository,
+    IdempotencyRepository,
     ImportRepository,
     IntegrationRepository,
     MeshSetRepository,
@@ -145,6 +146,10 @@ class Infrastructure:
     @cached_property
     def api_tokens(self) -> ApiTokenRepository:
         return ApiTokenRepository(self.db)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

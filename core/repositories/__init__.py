@@ -6,6 +6,7 @@ from core.repositories.assets import AssetRepository
 from core.repositories.audit import AuditRepository
 from core.repositories.decks import DeckRepository
 from core.repositories.exports import ExportRepository
+from core.repositories.idempotency import IdempotencyRepository
 from core.repositories.imports import ImportRepository
 from core.repositories.integrations import IntegrationRepository
 from core.repositories.meshes import MeshSetRepository
@@ -37,6 +38,7 @@ ALL_REPOSITORIES = (
     ViewerHostRepository,
     ViewerLinkRepository,
     ApiTokenRepository,
+    IdempotencyRepository,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "ClinicRepository",
     "DeckRepository",
     "ExportRepository",
+    "IdempotencyRepository",
     "ImportRepository",
     "IntegrationRepository",
     "MeshSetRepository",

@@ -19,11 +19,12 @@ from datetime import timedelta
 from typing import Any
 
 from core.domain import Permission
-from core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from core.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import ROLE_PERMISSIONS, Actor
 from core.repositories.apitokens import ApiToken
 from core.repositories.base import utcnow
+from core.repositories.idempotency import StoredAnswer
 from core.services.base import ServiceBase
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,37 @@ class ApiTokenService(ServiceBase):
         if count <= limit:
             return RateVerdict(True)
         return RateVerdict(False, retry_after=max(1, int((window + 1) * 60 - now) + 1))
+
+    # --- idempotency keys (the API's POSTs) ----------------------------------------------------------------
+    def claim_key(self, actor: Actor, key: str, request_hash: str, *, wait_seconds: float = 60.0
+                  ) -> StoredAnswer | None:
+        """Claim `Idempotency-Key` for this request (None: go ahead, then `finish_key` or `release_key`),
+        or the stored answer of the earlier request with the same key and body. The same key with another
+        body is a ConflictError; while the earlier request still runs, this waits for its answer."""
+        if not key or len(key) > 200:
+            raise ValidationError("Idempotency-Key must be 1 to 200 characters (e.g. a UUID).")
+        token_id = actor.token_id or f"user:{actor.id}"
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            stored = self._infra.idempotency.claim(actor.clinic_id, token_id, key, request_hash)
+            if stored is None:
+                return None
+            if stored.request_hash != request_hash:
+                raise ConflictError("This Idempotency-Key was used with another request; use a new key for a new "
+                                    "request.")
+            if stored.done:
+                return stored
+            if time.monotonic() > deadline:
+                raise ConflictError("The first request with this Idempotency-Key is still running; retry later.")
+            time.sleep(0.05)
+
+    def finish_key(self, actor: Actor, key: str, *, status: int, headers: list[tuple[str, str]],
+                   body: bytes) -> None:
+        self._infra.idempotency.finish(actor.token_id or f"user:{actor.id}", key, status=status, headers=headers,
+                                       body=body)
+
+    def release_key(self, actor: Actor, key: str) -> None:
+        self._infra.idempotency.release(actor.token_id or f"user:{actor.id}", key)
 
     def record_call(self, actor: Actor, *, method: str, route: str, status: int,
                     simulation_id: str | None = None) -> None:
