@@ -35,6 +35,7 @@ from core.repositories import (
     UserRepository,
     ViewerHostRepository,
     ViewerLinkRepository,
+    WebhookRepository,
 )
 from core.repositories.websessions import WebSessionRepository
 from core.storage import AssetStore, build_asset_store
@@ -150,6 +151,10 @@ class Infrastructure:
     @cached_property
     def idempotency(self) -> IdempotencyRepository:
         return IdempotencyRepository(self.db)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

@@ -18,6 +18,7 @@ from core.repositories.people import (
 )
 from core.repositories.simulations import SimulationRepository
 from core.repositories.viewers import ViewerHostRepository, ViewerLinkRepository
+from core.repositories.webhooks import WebhookRepository
 from core.repositories.websessions import WebSessionRepository
 
 ALL_REPOSITORIES = (
@@ -39,6 +40,7 @@ ALL_REPOSITORIES = (
     ViewerLinkRepository,
     ApiTokenRepository,
     IdempotencyRepository,
+    WebhookRepository,
 )
 
 __all__ = [
@@ -61,4 +63,5 @@ __all__ = [
     "ViewerHostRepository",
     "ViewerLinkRepository",
     "WebSessionRepository",
+    "WebhookRepository",
 ]

@@ -19,6 +19,7 @@ from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
 from core.services.viewers import ViewerService
 from core.services.visuals import VisualService
+from core.services.webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Services:
     meshes: Mesh3DService
     viewers: ViewerService
     api_tokens: ApiTokenService
+    webhooks: WebhookService
 
 
 def build_services(settings: Settings) -> Services:
@@ -50,6 +52,7 @@ def services_for(infra: Infrastructure) -> Services:
     meshes = Mesh3DService(infra, simulations)
     imports = ImportService(infra, simulations, on_version=meshes.request)
     visuals = VisualService(infra)
+    webhooks = WebhookService(infra)
     return Services(
         infra=infra,
         sessions=SessionService(infra),
@@ -57,12 +60,13 @@ def services_for(infra: Infrastructure) -> Services:
         simulations=simulations,
         visuals=visuals,
         imports=imports,
-        review=ReviewService(infra),
+        review=ReviewService(infra, events=webhooks.emit),
         integrations=IntegrationService(infra, imports),
         audit=AuditService(infra),
-        exports=ExportService(infra, visuals, meshes),
+        exports=ExportService(infra, visuals, meshes, events=webhooks.emit),
         decks=DeckService(infra, visuals),
         meshes=meshes,
         viewers=ViewerService(infra, simulations),
         api_tokens=ApiTokenService(infra),
+        webhooks=webhooks,
     )

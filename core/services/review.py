@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.domain import Patient, Permission, SimulationStatus, TreatmentSimulation
@@ -19,8 +20,11 @@ class QueueItem:
 
 
 class ReviewService(ServiceBase):
-    def __init__(self, infra: Infrastructure) -> None:
+    def __init__(self, infra: Infrastructure, *,
+                 events: Callable[[str, str, dict[str, object]], object] | None = None) -> None:
+        """`events(clinic_id, event, data)` is told of each approval (`simulation.approved`)."""
         self._infra = infra
+        self._events = events
 
     def queue(self, actor: Actor, *, limit: int = 50, cursor: str | None = None) -> Page[QueueItem]:
         """Active versions awaiting approval in the doctor's clinic, longest waiting first (a page)."""
@@ -48,6 +52,9 @@ class ReviewService(ServiceBase):
         updated = self._infra.simulations.set_approval(actor.clinic_id, sim.id, approved=approved, user_id=actor.id,
                                                        expected_revision=sim.revision)
         self._audit(actor, updated, "approval.granted" if approved else "approval.revoked")
+        if approved and self._events is not None:
+            self._events(actor.clinic_id, "simulation.approved",
+                         {"simulationId": updated.id, "version": updated.version, "patientId": updated.patientId})
         return updated
 
     def request_changes(self, actor: Actor, simulation_id: str, comment: str) -> None:
