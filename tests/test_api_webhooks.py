@@ -125,3 +125,24 @@ def test_a_webhook_reaches_the_receiver_once_after_the_worker_dies_mid_delivery(
     event = hook.processed[deliveries[0].id]
     assert event["event"] == "simulation.approved" and event["data"]["simulationId"] == sim.id
     assert world.patient.lastName not in json.dumps(event)  # ids only, never patient data
+
+
+def test_an_admin_registers_a_webhook_on_the_integrations_page(app_env, services, infra):
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    world = make_clinic(infra)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=30)
+    at.session_state["user_id"] = world.users[Role.ADMIN].id
+    at.run()
+    at.switch_page("pages/integrations.py").run()
+    at.text_input[-2].input("Patient <b>Communication</b>")
+    at.text_input[-1].input("https://crm.example.com/hooks/tss")
+    next(b for b in at.button if b.label == "Register webhook").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = [c.value for c in at.code]
+    [hook] = services.webhooks.list(world.actor(Role.ADMIN))
+    assert len(shown) == 1 and len(shown[0]) == 64 and hook.events == ("export.done", "export.failed",
+                                                                       "simulation.approved")
+    assert any("Patient \\<b\\>Communication" in m.value for m in at.markdown)  # escaped where shown
