@@ -50,12 +50,12 @@ def _clinic(services: Services, infra: Infrastructure, slug: str) -> ClinicSetup
     coordinator = world.actor()
     approved = services.simulations.create_version(
         coordinator, patient_id=world.patient.id, treatment_id=world.treatment.id,
-        simulation_type=SimulationType.ALIGNER, name="ClinCheck approved", frames=new_frames(3),
+        simulation_type=SimulationType.ALIGNER, name=f"ClinCheck approved {slug}", frames=new_frames(3),
         queue_renditions=False)
     approved = services.review.approve(world.actor(Role.DOCTOR), approved.id)
     draft = services.simulations.create_version(
         coordinator, patient_id=world.patient.id, treatment_id=None, simulation_type=SimulationType.SMILE_DESIGN,
-        name="Smile draft", frames=new_frames(2), queue_renditions=False)
+        name=f"Smile draft {slug}", frames=new_frames(2), queue_renditions=False)
     admin = world.actor(Role.ADMIN)
     tokens: dict[str, str] = {}
     ids: dict[str, str] = {}
