@@ -162,3 +162,33 @@ def test_the_same_key_with_another_body_is_a_conflict(stack: Stack):
     with stack.client("doctor") as client:  # keys are per token: another client's key does not collide
         mine = client.post(f"/api/imaging/simulations/{sim}/snapshot", json={"frameIndex": 2}, headers=headers)
     assert mine.status_code == 201 and "idempotent-replayed" not in mine.headers
+
+
+def _zip(entries: list[tuple[str, bytes]]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("entries", "outcome"), [
+    (_pngs(4), "DONE"),
+    ([("../../outside.png", _pngs(1)[0][1]), *_pngs(2)], "FAILED"),  # zip-slip: refused, nothing kept
+])
+def test_a_zip_import_through_the_api_passes_the_pipelines_checks(stack: Stack, entries, outcome):
+    before = stack.infra.db["simulations"].count_documents({})
+    with stack.client("doctor") as client:
+        answer = client.post("/api/imaging/simulations/import",
+                             files=[("files", ("export.zip", _zip(entries), "application/zip"))],
+                             data={"patientId": stack.alpha.world.patient.id, "name": "Zipped"})
+        assert answer.status_code == 202, answer.text
+        done = _done(client, answer.headers["location"], ("DONE", "FAILED"))
+    assert done["state"] == outcome, done
+    if outcome == "DONE":
+        assert stack.infra.db["simulations"].count_documents({}) == before + 1
+    else:
+        assert done["error"] and stack.infra.db["simulations"].count_documents({}) == before

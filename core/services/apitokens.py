@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from core.domain import Permission
 from core.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from core.infra import Infrastructure
@@ -119,10 +121,14 @@ class ApiTokenService(ServiceBase):
         now = time.time()
         window = int(now // 60)
         key = f"api-rate:{token_id}:{window}"
-        pipe = self._infra.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count = int(pipe.execute()[0])
+        try:
+            pipe = self._infra.redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count = int(pipe.execute()[0])
+        except RedisError:  # the queue being down must not stop reads: uncounted, and logged
+            log.warning("API rate of token %s not counted: Redis unreachable", token_id)
+            return RateVerdict(True)
         if count <= limit:
             return RateVerdict(True)
         return RateVerdict(False, retry_after=max(1, int((window + 1) * 60 - now) + 1))
