@@ -108,14 +108,14 @@ class SimulationService(ServiceBase):
         return sim
 
     def find(self, actor: Actor, record_id: str) -> TreatmentSimulation | None:
-        """The version with this id, without its frames, if the actor may see it, else None (the API's
-        `/simulations/{id}` also takes patient ids: a miss here is not a refusal yet)."""
+        """The version with this id if the actor may see it, else None (the API's `/simulations/{id}`
+        also takes patient ids: a miss here is not a refusal yet)."""
         actor.require(Permission.IMAGING_VIEW)
         try:  # the summary (no frame array): what a details answer shows, at a fraction of the read
-            sim = self._infra.simulations.summaries(actor.clinic_id, [record_id]).get(record_id)
-        except NotFoundError:  # not an id at all
+            sim = self._infra.simulations.summary(actor.clinic_id, record_id)
+        except NotFoundError:  # not a version of this clinic (maybe a patient id)
             return None
-        return None if sim is None or (actor.approved_only and not sim.isApproved) else sim
+        return None if actor.approved_only and not sim.isApproved else sim
 
     def list_for_patient(self, actor: Actor, patient_id: str, *, limit: int = 50, cursor: str | None = None,
                          include_archived: bool = False) -> Page[TreatmentSimulation]:
