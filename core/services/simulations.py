@@ -111,8 +111,8 @@ class SimulationService(ServiceBase):
         """The version with this id if the actor may see it, else None (the API's `/simulations/{id}`
         also takes patient ids: a miss here is not a refusal yet)."""
         actor.require(Permission.IMAGING_VIEW)
-        try:  # the summary (no frame array): what a details answer shows, at a fraction of the read
-            sim = self._infra.simulations.summary(actor.clinic_id, record_id)
+        try:  # the whole document: on the embedded server an `_id` read is cheaper without a projection
+            sim = self._infra.simulations.get(actor.clinic_id, record_id)
         except NotFoundError:  # not a version of this clinic (maybe a patient id)
             return None
         return None if actor.approved_only and not sim.isApproved else sim
