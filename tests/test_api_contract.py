@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.domain import Permission, Role
+from core.domain import ImportSource, Permission, Role
 from core.imaging import encode_png
+from core.services.imports import Upload
 from core.services.visuals import OutputSpec, SnapshotSpec
 from tests.api_stack import BAD, ROLES, ClinicSetup, Stack, start_stack, stop_stack
 from tests.conftest import wait_until
@@ -29,6 +30,9 @@ def stack(servers, tmp_path_factory) -> Iterator[Stack]:
         doctor = setup.world.actor(Role.DOCTOR)
         setup.export_id = stack.services.visuals.export_snapshot(  # type: ignore[attr-defined]
             doctor, setup.approved.id, SnapshotSpec(0, OutputSpec("square"))).export.id
+        setup.import_id = stack.services.imports.start(  # type: ignore[attr-defined]
+            doctor, source=ImportSource.FILES, uploads=[Upload("stage0.png", _png(0))],
+            patient_id=setup.world.patient.id, name="Staged", queue_analysis=False).id
     yield stack
     stop_stack(stack, process)
 
@@ -44,6 +48,7 @@ ENDPOINTS = {
     "list": ("GET", "/api/imaging/patients/{patient}/simulations", VIEW, 200),
     "frames": ("GET", "/api/imaging/simulations/{sim}/frames", VIEW, 200),
     "export_status": ("GET", "/api/imaging/exports/{export}", VIEW, 200),
+    "import_status": ("GET", "/api/imaging/imports/{import_}", CAPTURE, 200),
     "export": ("POST", "/api/imaging/simulations/{sim}/export", EXPORT, 202),
     "video": ("POST", "/api/imaging/simulations/{sim}/video", EXPORT, 202),
     "snapshot": ("POST", "/api/imaging/simulations/{sim}/snapshot", EXPORT, 201),
@@ -57,7 +62,7 @@ ROLE_PERMISSIONS = {"coordinator": {VIEW, CAPTURE, EXPORT}, "doctor": {VIEW, CAP
 def _request(name: str, target: ClinicSetup) -> tuple[str, str, dict]:
     method, path, _, _ = ENDPOINTS[name]
     url = path.format(sim=target.approved.id, patient=target.world.patient.id,
-                      export=getattr(target, "export_id", ""))
+                      export=getattr(target, "export_id", ""), import_=getattr(target, "import_id", ""))
     kwargs: dict = {}
     if name == "export":
         kwargs["json"] = {"format": "zip"}
@@ -125,6 +130,8 @@ def test_endpoint_answers_each_caller_as_the_spec_says(stack: Stack, name: str, 
         assert body[url_field].startswith("/files/") and answer.headers["location"].endswith(body["id"])
     elif name == "export_status":
         assert body["id"] == target.export_id and body["imageUrl"].startswith("/files/")  # type: ignore[attr-defined]
+    elif name == "import_status":
+        assert body["id"] == target.import_id and body["state"] == "QUEUED"  # type: ignore[attr-defined]
     elif name == "import":
         assert body["state"] == "QUEUED" and answer.headers["location"] == f"/api/imaging/imports/{body['id']}"
 

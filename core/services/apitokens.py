@@ -9,6 +9,7 @@ integration costs one audit transaction per batch, not one per request.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -187,6 +188,7 @@ class ApiTokenService(ServiceBase):
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_calls, name="api-audit", daemon=True)
                 self._writer.start()
+                atexit.register(self.flush_calls, 5.0)  # a server stopping normally writes what it queued
 
     def _write_calls(self) -> None:
         while True:
