@@ -193,8 +193,8 @@ class ApiTokenService(ServiceBase):
     def _write_calls(self) -> None:
         while True:
             batch = [self._calls.get()]
-            time.sleep(0.05)  # let a burst gather into one batch
-            while len(batch) < 500:
+            time.sleep(0.25)  # let a burst gather into one batch (one audit transaction per batch)
+            while len(batch) < 2000:
                 try:
                     batch.append(self._calls.get_nowait())
                 except queue.Empty:
