@@ -82,7 +82,7 @@ def maintenance() -> int:
         picked = svc.integrations.sync_all()
         for clinic_id in svc.infra.clinics.list_ids():
             picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
-            picked += svc.meshes.reconcile(clinic_id)
+            picked += svc.meshes.reconcile(clinic_id) + svc.webhooks.reconcile(clinic_id)
         return picked
     finally:
         schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)

@@ -146,3 +146,26 @@ def test_an_admin_registers_a_webhook_on_the_integrations_page(app_env, services
     assert len(shown) == 1 and len(shown[0]) == 64 and hook.events == ("export.done", "export.failed",
                                                                        "simulation.approved")
     assert any("Patient \\<b\\>Communication" in m.value for m in at.markdown)  # escaped where shown
+
+
+def test_a_delivery_whose_job_was_lost_is_queued_again_by_maintenance(services, infra):
+    from datetime import timedelta
+
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    world = make_clinic(infra)
+    endpoint = services.webhooks.register(world.actor(Role.ADMIN), name="CRM", url="https://crm.example.com/hook",
+                                          events=["simulation.approved"])
+    sim = services.simulations.create_version(
+        world.actor(), patient_id=world.patient.id, treatment_id=None, simulation_type=SimulationType.ALIGNER,
+        name="ClinCheck", frames=new_frames(1), queue_renditions=False)
+    services.review.approve(world.actor(Role.DOCTOR), sim.id)
+    [delivery] = services.webhooks.deliveries(world.actor(Role.ADMIN), endpoint.id)
+    job_id = f"webhook-{delivery.id}"
+    assert services.webhooks.reconcile(world.clinic.id) == 0  # queued and too young: left alone
+    Job.fetch(job_id, connection=infra.redis, serializer=JSONSerializer).delete()  # Redis lost it
+    infra.db["webhook_deliveries"].update_one({}, {"$set": {"createdAt": delivery.createdAt - timedelta(minutes=5)}})
+    assert services.webhooks.reconcile(world.clinic.id) == 1
+    assert Job.fetch(job_id, connection=infra.redis, serializer=JSONSerializer).args == [world.clinic.id, delivery.id]
+    assert services.webhooks.reconcile(world.clinic.id) == 0  # its job is back: not queued twice

@@ -54,8 +54,9 @@ class WebhookRepository(Repository):
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
         sync_indexes(db[cls.collection_name], [IndexModel([("clinicId", ASCENDING), ("createdAt", DESCENDING)])])
-        sync_indexes(db[DELIVERIES], [IndexModel([("clinicId", ASCENDING), ("endpointId", ASCENDING),
-                                                  ("createdAt", DESCENDING)])])
+        sync_indexes(db[DELIVERIES], [
+            IndexModel([("clinicId", ASCENDING), ("endpointId", ASCENDING), ("createdAt", DESCENDING)]),
+            IndexModel([("clinicId", ASCENDING), ("state", ASCENDING), ("createdAt", ASCENDING)])])
 
     @staticmethod
     def _endpoint(doc: dict[str, Any]) -> WebhookEndpoint:
@@ -114,6 +115,12 @@ class WebhookRepository(Repository):
             {"$set": {"state": state, "lastStatus": status, "lastError": error,
                       **({"deliveredAt": now} if delivered else {}), "lastAttemptAt": now},
              "$inc": {"attempts": 1}})
+
+    def pending(self, clinic_id: str, *, older_than: datetime, since: datetime) -> list[WebhookDelivery]:
+        """Deliveries still PENDING, made between `since` and `older_than` (an index-served range)."""
+        docs = self._db[DELIVERIES].find({"clinicId": to_oid(clinic_id, "clinic"), "state": "PENDING",
+                                          "createdAt": {"$gte": since, "$lt": older_than}}, {"body": 0})
+        return [self._delivery({**d, "body": b""}) for d in docs]
 
     def recent_deliveries(self, clinic_id: str, endpoint_id: str, *, limit: int = 50) -> list[WebhookDelivery]:
         """The endpoint's newest deliveries (a bounded window of the last 30 days)."""

@@ -24,15 +24,16 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from bson import ObjectId
 
-from core.domain import Permission
+from core.domain import Permission, RenditionState
 from core.errors import ServiceUnavailableError, ValidationError
 from core.infra import Infrastructure
 from core.permissions import Actor
-from core.queueing import enqueue
+from core.queueing import enqueue, job_state
 from core.repositories.base import utcnow
 from core.repositories.webhooks import WebhookDelivery, WebhookEndpoint
 from core.services.base import ServiceBase
@@ -106,6 +107,23 @@ class WebhookService(ServiceBase):
                         job_id=f"webhook-{delivery.id}")
             except ServiceUnavailableError:
                 log.warning("webhook delivery %s recorded but not queued: Redis unreachable", delivery.id)
+            queued += 1
+        return queued
+
+    def reconcile(self, clinic_id: str) -> int:
+        """Queue again the deliveries of the last two days whose job is gone (Redis was down when the event
+        happened, or its job expired). Returns how many. A delivery already on its way is left alone."""
+        now = utcnow()
+        queued = 0
+        for delivery in self._infra.webhooks.pending(clinic_id, older_than=now - timedelta(minutes=1),
+                                                     since=now - timedelta(days=2)):
+            if job_state(self._infra.redis, f"webhook-{delivery.id}") not in (None, RenditionState.FAILED):
+                continue
+            try:
+                enqueue(self._infra.redis, "webhook", "core.jobs.deliver_webhook", clinic_id, delivery.id,
+                        job_id=f"webhook-{delivery.id}")  # the same id: one job per delivery at a time
+            except ServiceUnavailableError:
+                return queued
             queued += 1
         return queued
 
