@@ -56,7 +56,7 @@ def _leaks(stack: Stack, text: str) -> list[str]:
 
 @schema.parametrize()
 @schema.given(pick=st.integers(min_value=0, max_value=8))
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 def test_fuzzed_requests_get_documented_answers_and_never_another_clinics_data(case, pick, stack: Stack):
     records = _records(stack, "alpha") + _records(stack, "beta")
     if pick < len(records):  # a real id (of this clinic or the other) in every id-shaped place
