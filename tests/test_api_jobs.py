@@ -192,3 +192,37 @@ def test_a_zip_import_through_the_api_passes_the_pipelines_checks(stack: Stack, 
         assert stack.infra.db["simulations"].count_documents({}) == before + 1
     else:
         assert done["error"] and stack.infra.db["simulations"].count_documents({}) == before
+
+
+def _recording(tmp_path) -> bytes:
+    from core.fixtures.recordings import make_test_recording
+
+    path = tmp_path / "walkthrough.mp4"
+    make_test_recording(path, stages=3, size=(320, 180), hold_s=0.4, move_s=0.3)
+    return path.read_bytes()
+
+
+def _itero_zip(tmp_path) -> bytes:
+    from core.fixtures.itero import make_itero_export
+
+    folder = tmp_path / "itero"
+    make_itero_export(folder, order_id="A-1001", patient=("Patientalpha", "Test"), doctor="Dr. Sample, Pat",
+                      view_size=(320, 240))
+    return _zip([(p.name, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()])
+
+
+@pytest.mark.parametrize(("source", "name", "content_type", "make"), [
+    ("recording", "walkthrough.mp4", "video/mp4", _recording),
+    ("itero", "itero-export.zip", "application/zip", _itero_zip),
+])
+def test_recordings_and_itero_exports_import_through_the_api(stack: Stack, tmp_path, source, name, content_type,
+                                                             make):
+    with stack.client("coordinator") as client:
+        answer = client.post("/api/imaging/simulations/import", files=[("files", (name, make(tmp_path), content_type))],
+                             data={"patientId": stack.alpha.world.patient.id, "name": f"From {source}",
+                                   "source": source})
+        assert answer.status_code == 202, answer.text
+        done = _done(client, answer.headers["location"], ("DONE", "FAILED"))
+        assert done["state"] == "DONE", done
+        sim = client.get(f"/api/imaging/simulations/{done['simulationId']}").json()
+    assert sim["patientId"] == stack.alpha.world.patient.id and sim["frameCount"] >= 1
