@@ -81,11 +81,14 @@ def receiver() -> Iterator[tuple[Receiver, dict[str, str]]]:
     r.close()
 
 
-def test_only_https_urls_and_only_admins_register_webhooks(services, infra):
+def test_only_public_https_urls_and_only_admins_register_webhooks(services, infra):
     world = make_clinic(infra)
     admin = world.actor(Role.ADMIN)
     with pytest.raises(ValidationError, match="https://"):
         services.webhooks.register(admin, name="CRM", url="http://crm.example.com/hook", events=["export.done"])
+    for internal in ("https://10.0.0.5/hook", "https://127.0.0.1:6379/", "https://[::1]/x", "https://169.254.169.254/"):
+        with pytest.raises(ValidationError, match="public address"):
+            services.webhooks.register(admin, name="CRM", url=internal, events=["export.done"])
     with pytest.raises(ValidationError, match="Choose events"):
         services.webhooks.register(admin, name="CRM", url="https://crm.example.com/hook", events=["export.lost"])
     with pytest.raises(PermissionDeniedError):

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +47,26 @@ TIMEOUT_SECONDS = 10
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def _internal(host: str) -> bool:
+    """An IP literal on loopback, a private, link-local or otherwise non-public network."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower() in ("localhost", "localhost.localdomain")
+    return not address.is_global
+
+
+def _resolves_internal(host: str) -> bool:
+    """Whether any address the host name resolves to is internal (checked before every delivery)."""
+    if _internal(host):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: the attempt fails and is retried like any network error
+    return any(_internal(str(info[4][0])) for info in infos)
 
 
 class WebhookService(ServiceBase):
@@ -77,6 +99,9 @@ class WebhookService(ServiceBase):
             raise ValidationError("A webhook URL must start with https:// (e.g. https://crm.example.com/hooks/tss).")
         if parts.username or parts.password:
             raise ValidationError("Put no user name or password in the webhook URL; deliveries are signed instead.")
+        if _internal(parts.hostname):
+            raise ValidationError("A webhook goes to a public address; this one is on the server's own or a private "
+                                  "network.")
 
     def list(self, actor: Actor) -> list[WebhookEndpoint]:
         actor.require(Permission.ADMIN)
@@ -136,6 +161,11 @@ class WebhookService(ServiceBase):
         if not endpoint.enabled:
             self._infra.webhooks.record_attempt(clinic_id, delivery.id, status=None, error="endpoint disabled",
                                                 delivered=False, final=True)
+            return "FAILED"
+        host = urlsplit(endpoint.url).hostname or ""
+        if not self._infra.settings.webhooks_allow_loopback_http and _resolves_internal(host):
+            self._infra.webhooks.record_attempt(clinic_id, delivery.id, status=None, delivered=False, final=True,
+                                                error="the URL's host resolves to a private or loopback address")
             return "FAILED"
         timestamp = int(time.time())
         request = urllib.request.Request(endpoint.url, data=delivery.body, method="POST", headers={
