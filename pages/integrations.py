@@ -24,9 +24,12 @@ def webhook_section() -> None:
     hooks = services().webhooks.list(actor)
     for hook in hooks:
         delivered = services().webhooks.deliveries(actor, hook.id)
-        st.markdown(f"**{md(hook.name)}** · `{md(hook.url)}` · {', '.join(hook.events)} · "
+        st.markdown(f"**{md(hook.name)}** · {md(hook.url)} · {', '.join(hook.events)} · "
                     f"{sum(d.state == 'DELIVERED' for d in delivered)} delivered, "
                     f"{sum(d.state == 'FAILED' for d in delivered)} failed in 30 days")
+        if st.toggle("Sending", value=hook.enabled, key=f"hook-on-{hook.id}") != hook.enabled:
+            services().webhooks.set_enabled(actor, hook.id, not hook.enabled)
+            st.rerun()
     with st.form("new-webhook", clear_on_submit=True):
         name = st.text_input("Integration", placeholder="Patient Communication")
         url = st.text_input("HTTPS URL", placeholder="https://crm.example.com/hooks/tss")

@@ -149,6 +149,9 @@ def test_an_admin_registers_a_webhook_on_the_integrations_page(app_env, services
     assert len(shown) == 1 and len(shown[0]) == 64 and hook.events == ("export.done", "export.failed",
                                                                        "simulation.approved")
     assert any("Patient \\<b\\>Communication" in m.value for m in at.markdown)  # escaped where shown
+    at.run()
+    at.toggle(key=f"hook-on-{hook.id}").set_value(False).run()
+    assert not at.exception and services.webhooks.list(world.actor(Role.ADMIN))[0].enabled is False
 
 
 def test_a_delivery_whose_job_was_lost_is_queued_again_by_maintenance(services, infra):
