@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.domain import Frame, SimulationExport, SimulationImport, TreatmentSimulation
 
-Id = Field(pattern=r"^[0-9a-f]{24}$", description="A record id (24 hex digits).")
-
 
 class Problem(BaseModel):
     """An RFC 9457 problem detail (`application/problem+json`)."""
