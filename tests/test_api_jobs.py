@@ -226,3 +226,20 @@ def test_recordings_and_itero_exports_import_through_the_api(stack: Stack, tmp_p
         assert done["state"] == "DONE", done
         sim = client.get(f"/api/imaging/simulations/{done['simulationId']}").json()
     assert sim["patientId"] == stack.alpha.world.patient.id and sim["frameCount"] >= 1
+
+
+def test_a_retried_import_with_its_idempotency_key_is_one_import(stack: Stack):
+    before = stack.infra.db["imports"].count_documents({})
+    files = [("files", (n, d, "image/png")) for n, d in _pngs(2)]  # httpx makes a new boundary per request
+    data = {"patientId": stack.alpha.world.patient.id, "name": "Retried"}
+    with stack.client("coordinator") as client:
+        first = client.post("/api/imaging/simulations/import", files=files, data=data,
+                            headers={"Idempotency-Key": "import-1"})
+        again = client.post("/api/imaging/simulations/import", files=files, data=data,
+                            headers={"Idempotency-Key": "import-1"})
+        other = client.post("/api/imaging/simulations/import", files=files, data={**data, "name": "Other"},
+                            headers={"Idempotency-Key": "import-1"})
+        _done(client, first.headers["location"], ("DONE", "FAILED"))
+    assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true" and other.status_code == 409
+    assert stack.infra.db["imports"].count_documents({}) == before + 1
