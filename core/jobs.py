@@ -83,6 +83,7 @@ def maintenance() -> int:
         for clinic_id in svc.infra.clinics.list_ids():
             picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
             picked += svc.meshes.reconcile(clinic_id) + svc.webhooks.reconcile(clinic_id)
+            svc.api_tokens.purge_keys(clinic_id)
         return picked
     finally:
         schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)

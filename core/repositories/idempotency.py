@@ -75,6 +75,11 @@ class IdempotencyRepository(Repository):
                              {"$set": {"done": True, "status": status, "headers": [list(h) for h in headers],
                                        "body": body}})
 
+    def purge_expired(self, clinic_id: str) -> int:
+        """Forget the clinic's keys older than a day (an index-served range; maintenance calls it)."""
+        return self._col.delete_many({"clinicId": to_oid(clinic_id, "clinic"),
+                                      "expiresAt": {"$lt": utcnow()}}).deleted_count
+
     def release(self, token_id: str, key: str) -> None:
         """Forget an unfinished claim (the request failed): the same key may be tried again."""
         self._col.delete_one({"_id": key_id(token_id, key), "done": False})

@@ -165,6 +165,10 @@ class ApiTokenService(ServiceBase):
     def release_key(self, actor: Actor, key: str) -> None:
         self._infra.idempotency.release(actor.token_id or f"user:{actor.id}", key)
 
+    def purge_keys(self, clinic_id: str) -> int:
+        """Drop the clinic's idempotency keys older than a day (maintenance)."""
+        return self._infra.idempotency.purge_expired(clinic_id)
+
     def record_call(self, actor: Actor, *, method: str, route: str, status: int,
                     simulation_id: str | None = None) -> None:
         """Queue an `api.call` audit event (token id, method, route template, status; never the token,
