@@ -194,6 +194,17 @@ class ApiTokenService(ServiceBase):
                 self._writer.start()
                 atexit.register(self.flush_calls, 5.0)  # a server stopping normally writes what it queued
 
+    def _append(self, clinic_id: str, events: list[dict[str, Any]], attempts: int = 3) -> None:
+        for attempt in range(1, attempts + 1):
+            try:
+                self._infra.audit.append_many(clinic_id, events)
+                return
+            except Exception:  # the writer must survive a database hiccup; retried, then logged
+                if attempt == attempts:
+                    log.exception("could not record %d API calls in the audit trail", len(events))
+                else:
+                    time.sleep(0.2 * attempt)
+
     def _write_calls(self) -> None:
         while True:
             batch = [self._calls.get()]
@@ -207,9 +218,6 @@ class ApiTokenService(ServiceBase):
             for clinic_id, event in batch:
                 by_clinic[clinic_id].append(event)
             for clinic_id, events in by_clinic.items():
-                try:
-                    self._infra.audit.append_many(clinic_id, events)
-                except Exception:  # the writer must survive a database hiccup; logged, never silent
-                    log.exception("could not record %d API calls in the audit trail", len(events))
+                self._append(clinic_id, events)
             for _ in batch:
                 self._calls.task_done()
