@@ -8,11 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from bson import ObjectId
 
 from core.config import load_settings
 from core.domain import Permission, Role, SimulationType, TreatmentSimulation
 from core.infra import Infrastructure, build_infrastructure
 from core.migrations import prepare_database
+from core.permissions import ROLE_PERMISSIONS
 from core.services import Services, services_for
 from tests.conftest import Servers, fresh_env, start_streamlit, stop_process
 from tests.factories import ClinicWorld, make_clinic, new_frames
@@ -61,8 +63,6 @@ def _clinic(services: Services, infra: Infrastructure, slug: str) -> ClinicSetup
     ids: dict[str, str] = {}
 
     def make(kind: str, role: Role, permissions: set[Permission] | None = None) -> str:
-        from core.permissions import ROLE_PERMISSIONS
-
         secret, token = services.api_tokens.create(admin, user_id=world.users[role].id, name=f"{kind} token",
                                                    permissions=permissions or set(ROLE_PERMISSIONS[role]), days=30)
         tokens[kind], ids[kind] = secret, token.id
@@ -71,7 +71,7 @@ def _clinic(services: Services, infra: Infrastructure, slug: str) -> ClinicSetup
     for role in ROLES:
         make(role, Role(role))
     expired = make("expired", Role.COORDINATOR)
-    infra.db["api_tokens"].update_one({"_id": __import__("bson").ObjectId(expired)},
+    infra.db["api_tokens"].update_one({"_id": ObjectId(expired)},
                                       {"$set": {"expiresAt": approved.createdAt - timedelta(days=1)}})
     services.api_tokens.revoke(admin, make("revoked", Role.COORDINATOR))
     make("no_view", Role.COORDINATOR, {Permission.IMAGING_CAPTURE})  # lacks view and export
