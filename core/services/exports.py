@@ -450,9 +450,14 @@ class ExportService(ServiceBase):
         return done
 
     def _tell(self, event: str, export: SimulationExport) -> None:
-        if self._events is not None:
+        """Tell subscribers (webhooks); the export is already recorded, so a failure here is only logged."""
+        if self._events is None:
+            return
+        try:
             self._events(export.clinicId, event, {"exportId": export.id, "simulationId": export.simulationId,
                                                   "exportType": export.exportType.value, "state": export.state.value})
+        except Exception:  # never undo or retry a finished render because a notification could not be queued
+            log.exception("export %s: %s notification not recorded", export.id, event)
 
     def _finish_failed(self, export: SimulationExport, reason: str) -> SimulationExport:
         failed = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),

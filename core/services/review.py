@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from core.infra import Infrastructure
 from core.permissions import Actor
 from core.repositories.base import Page
 from core.services.base import ServiceBase
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,11 @@ class ReviewService(ServiceBase):
                                                        expected_revision=sim.revision)
         self._audit(actor, updated, "approval.granted" if approved else "approval.revoked")
         if approved and self._events is not None:
-            self._events(actor.clinic_id, "simulation.approved",
-                         {"simulationId": updated.id, "version": updated.version, "patientId": updated.patientId})
+            try:
+                self._events(actor.clinic_id, "simulation.approved",
+                             {"simulationId": updated.id, "version": updated.version, "patientId": updated.patientId})
+            except Exception:  # the approval stands; a notification that could not be queued is logged
+                log.exception("simulation %s: approval notification not recorded", updated.id)
         return updated
 
     def request_changes(self, actor: Actor, simulation_id: str, comment: str) -> None:
