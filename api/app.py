@@ -256,12 +256,17 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
         source: Annotated[str, Form(description="files | recording | itero | staged-3d")] = "files",
         simulationType: Annotated[str, Form()] = "ALIGNER",
         treatmentId: Annotated[str | None, Form(pattern=r"^[0-9a-f]{24}$")] = None,
+        views: Annotated[str | None, Form(max_length=200, description="staged-3d: the views to render, "
+                                                                        "comma-separated (e.g. front,upper)")] = None,
     ) -> ImportOut:
         uploads = [Upload(f.filename or "upload", f.file.read()) for f in files]
+        options: dict[str, Any] = {"autoConfirm": True}
+        if views:
+            options["views"] = [v.strip() for v in views.split(",") if v.strip()]
         record = services().imports.start(
             actor, source=ImportSource.coerce(source), uploads=uploads, patient_id=patientId,
             treatment_id=treatmentId, simulation_type=SimulationType.coerce(simulationType), name=name,
-            options={"autoConfirm": True})
+            options=options)
         response.headers["Location"] = f"/api/imaging/imports/{record.id}"
         return ImportOut.of(record)
 

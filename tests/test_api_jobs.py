@@ -243,3 +243,26 @@ def test_a_retried_import_with_its_idempotency_key_is_one_import(stack: Stack):
     assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
     assert again.headers["idempotent-replayed"] == "true" and other.status_code == 409
     assert stack.infra.db["imports"].count_documents({}) == before + 1
+
+
+def test_staged_models_import_through_the_api_with_the_chosen_views(stack: Stack):
+    from core.fixtures.meshes import make_arch_mesh, write_stl
+    from core.importing.meshes import rendering_available
+
+    missing = rendering_available()
+    if missing:
+        pytest.skip(f"3D RENDERING UNAVAILABLE: {missing}")
+    files = []
+    for stage in range(2):
+        for arch in ("upper", "lower"):
+            files.append(("files", (f"{arch.title()}_Stage_{stage:02d}.stl",
+                                    write_stl(make_arch_mesh(arch, stage, 2, triangles=2000)), "model/stl")))
+    with stack.client("coordinator") as client:
+        answer = client.post("/api/imaging/simulations/import", files=files,
+                             data={"patientId": stack.alpha.world.patient.id, "name": "Staged setup",
+                                   "source": "staged-3d", "views": "front, upper"})
+        assert answer.status_code == 202, answer.text
+        done = _done(client, answer.headers["location"], ("DONE", "FAILED"))
+        assert done["state"] == "DONE", done
+        sim = client.get(f"/api/imaging/simulations/{done['simulationId']}").json()
+    assert sim["views"] == ["front", "upper"] and sim["stageCount"] == 2
