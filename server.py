@@ -8,9 +8,9 @@ import streamlit as st
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from api.app import create_api
+from api.app import ApiPathGuard, create_api
 from web.auth import ROUTES, MediaGuard
 from web.runtime import services
 
 app = st.App("app.py", routes=[*ROUTES, Mount("/api", app=create_api(services))],
-             middleware=[Middleware(MediaGuard)])
+             middleware=[Middleware(MediaGuard), Middleware(ApiPathGuard)])

@@ -276,6 +276,22 @@ def create_api(services: Callable[[], Services]) -> FastAPI:
     return app
 
 
+class ApiPathGuard:
+    """Outer middleware (server.py): `/api/…` paths with control characters (a decoded `%0A` in an id)
+    never match the `/api` mount, so Streamlit would answer a plain-text 404; answer the API's own
+    problem+json 404 instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/api/") and any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+            await problem(404, "No record with that id in your clinic.")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(Exception):
     pass
 

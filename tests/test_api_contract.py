@@ -251,3 +251,10 @@ def test_the_openapi_document_is_3_1_and_lists_the_spec_endpoints(stack: Stack):
     errors = document["paths"]["/imaging/simulations/{id}/video"]["post"]["responses"]["404"]["content"]
     assert list(errors) == [PROBLEM]
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_ids_with_control_characters_get_the_apis_own_404(stack: Stack):
+    with stack.client("coordinator") as client:
+        for path in ("/api/imaging/simulations/a%0Ab", "/api/imaging/simulations/a%0Ab/comparison"):
+            answer = client.get(path) if "comparison" not in path else client.post(path, json={"predicted": [0]})
+            assert answer.status_code == 404 and answer.headers["content-type"].startswith(PROBLEM), answer.text

@@ -8,6 +8,7 @@ answer ever carries the other clinic's records. Bounded (examples per operation)
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -27,6 +28,8 @@ from api.app import create_api
 from tests.api_stack import Stack, start_stack, stop_stack
 
 schema = schemathesis.openapi.from_dict(create_api(lambda: None).openapi())  # type: ignore[arg-type, return-value]
+#: Examples per operation: 25 keeps `make test` to about a minute; API_FUZZ_EXAMPLES=200 for a deeper run.
+EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
 
@@ -56,7 +59,8 @@ def _leaks(stack: Stack, text: str) -> list[str]:
 
 @schema.parametrize()
 @schema.given(pick=st.integers(min_value=0, max_value=8))
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
 def test_fuzzed_requests_get_documented_answers_and_never_another_clinics_data(case, pick, stack: Stack):
     records = _records(stack, "alpha") + _records(stack, "beta")
     if pick < len(records):  # a real id (of this clinic or the other) in every id-shaped place
