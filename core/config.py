@@ -61,6 +61,12 @@ class Settings:
     link_keys: str | None = field(default=None, repr=False)
     #: Hours a browser session lasts at most, however active (the idle timeout ends it sooner).
     session_hours: int = 12
+    #: Requests one API token may make per minute (`API_RATE_PER_MINUTE`); more are answered 429.
+    api_rate_per_minute: int = 600
+    #: Largest multipart import the API accepts, in megabytes (`API_MAX_UPLOAD_MB`).
+    api_max_upload_mb: int = 200
+    #: Tests only: let webhooks go to http://127.0.0.1 (`WEBHOOKS_ALLOW_LOOPBACK_HTTP=1`); otherwise HTTPS only.
+    webhooks_allow_loopback_http: bool = False
     secrets_path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,5 +136,8 @@ def load_settings(
         audit_keys=get("AUDIT_KEYS"),
         link_keys=get("LINK_KEYS"),
         session_hours=int(get("SESSION_HOURS", "12") or 12),
+        api_rate_per_minute=int(get("API_RATE_PER_MINUTE", "600") or 600),
+        api_max_upload_mb=int(get("API_MAX_UPLOAD_MB", "200") or 200),
+        webhooks_allow_loopback_http=_truthy(get("WEBHOOKS_ALLOW_LOOPBACK_HTTP")),
         secrets_path=path,
     )

@@ -19,11 +19,13 @@ from core.keys import Keyring, load_keyring
 from core.queueing import connect_redis
 from core.repositories import (
     AlignmentRepository,
+    ApiTokenRepository,
     AssetRepository,
     AuditRepository,
     ClinicRepository,
     DeckRepository,
     ExportRepository,
+    IdempotencyRepository,
     ImportRepository,
     IntegrationRepository,
     MeshSetRepository,
@@ -33,6 +35,7 @@ from core.repositories import (
     UserRepository,
     ViewerHostRepository,
     ViewerLinkRepository,
+    WebhookRepository,
 )
 from core.repositories.websessions import WebSessionRepository
 from core.storage import AssetStore, build_asset_store
@@ -140,6 +143,18 @@ class Infrastructure:
     @cached_property
     def viewer_links(self) -> ViewerLinkRepository:
         return ViewerLinkRepository(self.db)
+
+    @cached_property
+    def api_tokens(self) -> ApiTokenRepository:
+        return ApiTokenRepository(self.db)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRepository:
+        return IdempotencyRepository(self.db)
+
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        return WebhookRepository(self.db)
 
 
 def build_infrastructure(settings: Settings) -> Infrastructure:

@@ -57,6 +57,13 @@ def commit_import(clinic_id: str, import_id: str) -> str:
     return record.state.value
 
 
+def deliver_webhook(clinic_id: str, delivery_id: str) -> str:
+    """POST one signed webhook delivery; raises on failure so RQ retries it with back-off."""
+    job = get_current_job()
+    final = job is None or not job.retries_left
+    return services().webhooks.deliver(clinic_id, delivery_id, final_attempt=final)
+
+
 def prepare_meshes(clinic_id: str, simulation_id: str) -> str:
     """Decimate a version's staged/iTero models for the 3D viewer and measure movement (state READY or FAILED)."""
     return services().meshes.prepare(clinic_id, simulation_id, progress=_report).state.value
@@ -75,7 +82,8 @@ def maintenance() -> int:
         picked = svc.integrations.sync_all()
         for clinic_id in svc.infra.clinics.list_ids():
             picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
-            picked += svc.meshes.reconcile(clinic_id)
+            picked += svc.meshes.reconcile(clinic_id) + svc.webhooks.reconcile(clinic_id)
+            svc.api_tokens.purge_keys(clinic_id)
         return picked
     finally:
         schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)

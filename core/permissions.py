@@ -33,6 +33,10 @@ class Actor:
     user: User
     #: Called with the missing permission before a refusal is raised (the audit trail records it).
     on_denied: Callable[[Actor, Permission], None] | None = field(default=None, compare=False, repr=False)
+    #: An API token acting for the user: the subset of the role's permissions the token was given.
+    granted: frozenset[Permission] | None = None
+    #: The id of that API token (recorded in the audit trail; never the token itself).
+    token_id: str | None = None
 
     @property
     def id(self) -> str:
@@ -48,7 +52,10 @@ class Actor:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        return ROLE_PERMISSIONS[self.user.role] if self.user.active else frozenset()
+        if not self.user.active:
+            return frozenset()
+        role = ROLE_PERMISSIONS[self.user.role]
+        return role if self.granted is None else role & self.granted
 
     @property
     def approved_only(self) -> bool:
@@ -62,6 +69,9 @@ class Actor:
         if not self.can(permission):
             if self.on_denied is not None:
                 self.on_denied(self, permission)
+            if self.granted is not None and permission in ROLE_PERMISSIONS[self.user.role]:
+                raise PermissionDeniedError(f"This API token was not given {permission.value}; ask your clinic "
+                                            "admin for a token that includes it.")
             raise PermissionDeniedError(
                 f"Your role ({self.user.role.value}) does not include {permission.value}; "
                 "ask your clinic admin if you need it."

@@ -36,6 +36,8 @@ JOB_KINDS: dict[str, dict[str, Any]] = {
     "superimposition": {"queue": "imports", "timeout": 3600, "retry": Retry(max=2, interval=[10, 30])},
     "export-snapshot": {"queue": "exports", "timeout": 600, "retry": Retry(max=2, interval=[5, 30])},
     "export-comparison": {"queue": "exports", "timeout": 600, "retry": Retry(max=2, interval=[5, 30])},
+    # Webhook deliveries: short requests, retried with growing pauses (about 4 hours in all).
+    "webhook": {"queue": "interactive", "timeout": 60, "retry": Retry(max=6, interval=[2, 10, 60, 300, 1800, 10800])},
     "ping": {"queue": "interactive", "timeout": 30, "retry": None},
 }
 

@@ -56,6 +56,11 @@ _redis_dbs = itertools.cycle(range(1, 16))
 @pytest.fixture
 def env(servers: Servers, tmp_path: Path) -> dict[str, str]:
     """Environment for this test's settings (and for any worker/launcher it starts)."""
+    return fresh_env(servers, tmp_path)
+
+
+def fresh_env(servers: Servers, tmp_path: Path) -> dict[str, str]:
+    """A fresh database name, Redis database and DATA_DIR under `tmp_path` (module-scoped fixtures use it too)."""
     redis_url = f"{servers.redis_host_port}/{next(_redis_dbs)}"
     Redis.from_url(redis_url).flushdb()
     values = {

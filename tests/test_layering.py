@@ -12,7 +12,8 @@ from core.config import PROJECT_ROOT
 
 FORBIDDEN_IN_UI = {"pymongo", "bson", "gridfs", "redis", "rq", "PIL", "cv2", "fpdf", "av", "secantus"}
 UI_FILES = sorted([PROJECT_ROOT / "app.py", PROJECT_ROOT / "server.py", *(PROJECT_ROOT / "pages").glob("*.py"),
-                   *(PROJECT_ROOT / "ui").glob("*.py"), *(PROJECT_ROOT / "web").glob("*.py")])
+                   *(PROJECT_ROOT / "ui").glob("*.py"), *(PROJECT_ROOT / "web").glob("*.py"),
+                   *(PROJECT_ROOT / "api").glob("*.py")])
 
 
 def _imported_roots(path) -> set[str]:
@@ -31,8 +32,8 @@ def test_pages_and_app_import_no_infrastructure(path):
 
 
 def test_http_routes_never_import_streamlit():
-    offenders = [str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "web").rglob("*.py")
-                 if "streamlit" in _imported_roots(p)]
+    offenders = [str(p.relative_to(PROJECT_ROOT)) for folder in ("web", "api")
+                 for p in (PROJECT_ROOT / folder).rglob("*.py") if "streamlit" in _imported_roots(p)]
     assert offenders == []
 
 

@@ -27,6 +27,7 @@ from core.domain import (
     Frame,
     FrameRange,
     ImportState,
+    Permission,
     RenditionState,
 )
 from core.fixtures.scale import ScaleSpec, ScaleWorld, build_scale_clinic
@@ -124,6 +125,10 @@ def _operations(counted: Counted) -> list[tuple[str, Callable[[], object], int]]
     audit_page2 = infra.audit.page(clinic, limit=200).cursor
     sim = infra.simulations.get(clinic, s["sim"])
     now = datetime.now(UTC)
+    token, token_record = infra.api_tokens.create(clinic, user_id=s["user"], name="shape", created_by=s["user"],
+                                                  permissions=frozenset({Permission.IMAGING_VIEW}),
+                                                  lifetime=timedelta(days=1))
+    hook = infra.webhooks.create(clinic, name="shape", url="https://example.com/hook", events=("export.done",))
     return [
         # simulations
         ("simulations.get", lambda: infra.simulations.get(clinic, s["sim"]), 150),
@@ -203,6 +208,18 @@ def _operations(counted: Counted) -> list[tuple[str, Callable[[], object], int]]
         ("imports.list recent", lambda: infra.imports.list(clinic), 700),
         ("imports.sha256_in_use", lambda: infra.imports.sha256_in_use("0" * 64), 150),
         ("decks.list_for_patient", lambda: infra.decks.list_for_patient(clinic, s["patient"]), 200),
+        # the HTTP API: tokens, idempotency keys, batched call records, webhooks
+        ("api_tokens.verify", lambda: infra.api_tokens.verify(token), 150),
+        ("api_tokens.list", lambda: infra.api_tokens.list(clinic), 150),
+        ("api_tokens.touch", lambda: infra.api_tokens.touch(token_record.id, now), 150),
+        ("idempotency.claim", lambda: infra.idempotency.claim(clinic, token_record.id, "k", "h"), 150),
+        ("idempotency.purge_expired", lambda: infra.idempotency.purge_expired(clinic), 150),
+        # 20 links: ~20 decodes per inserted event (unique-index checks; measured 393), never the trail
+        ("audit.append_many", lambda: infra.audit.append_many(clinic, [{"action": "api.call"}] * 20), 500),
+        ("webhooks.list", lambda: infra.webhooks.list(clinic), 150),
+        ("webhooks.pending", lambda: infra.webhooks.pending(clinic, older_than=now, since=now - timedelta(days=2)),
+         150),
+        ("webhooks.recent_deliveries", lambda: infra.webhooks.recent_deliveries(clinic, hook.id), 150),
     ]
 
 

@@ -5,6 +5,7 @@
 - `GET /auth/signout?next=/` clears the cookie (the page revoked the session first).
 - `GET /files/{asset_id}?e=…&k=…&s=…` streams one stored file to the session the link was made for:
   the signed link and the cookie must agree, the user must still be allowed; every download is audited.
+  Links the API hands out are bound to the caller's API token instead: send it as `Authorization: Bearer`.
 - `MediaGuard`: Streamlit's own media URLs (images on screen) answer only with a live session cookie.
 """
 
@@ -66,13 +67,17 @@ def end_session(request: Request) -> Response:
 def download(request: Request) -> Response:
     asset_id = request.path_params["asset_id"]
     params = request.query_params
+    link = {"expires": params.get("e", ""), "key_id": params.get("k", ""), "signature": params.get("s", "")}
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     try:
-        grant = services().sessions.check_download(request.cookies.get(COOKIE, ""), asset_id,
-                                                   expires=params.get("e", ""), key_id=params.get("k", ""),
-                                                   signature=params.get("s", ""))
+        if scheme.lower() == "bearer":  # an API client: the link is bound to its token, not a cookie
+            actor = services().api_tokens.authenticate(bearer.strip())
+            grant = services().sessions.check_token_download(actor, asset_id, **link)
+        else:
+            grant = services().sessions.check_download(request.cookies.get(COOKIE, ""), asset_id, **link)
         data, name, content_type = services().visuals.download(grant.actor, grant.asset_id)
     except PermissionDeniedError as exc:
-        return _denied(str(exc), 401 if "Sign in" in str(exc) else 403)
+        return _denied(str(exc), 401 if "Sign in" in str(exc) or "valid API token" in str(exc) else 403)
     except NotFoundError as exc:
         return _denied(str(exc), 404)
     headers = {**PRIVATE, "Content-Disposition": f'attachment; filename="{name}"',

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.infra import Infrastructure, build_infrastructure
+from core.services.apitokens import ApiTokenService
 from core.services.audit import AuditService
 from core.services.decks import DeckService
 from core.services.exports import ExportService
@@ -18,6 +19,7 @@ from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
 from core.services.viewers import ViewerService
 from core.services.visuals import VisualService
+from core.services.webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Services:
     decks: DeckService
     meshes: Mesh3DService
     viewers: ViewerService
+    api_tokens: ApiTokenService
+    webhooks: WebhookService
 
 
 def build_services(settings: Settings) -> Services:
@@ -48,6 +52,7 @@ def services_for(infra: Infrastructure) -> Services:
     meshes = Mesh3DService(infra, simulations)
     imports = ImportService(infra, simulations, on_version=meshes.request)
     visuals = VisualService(infra)
+    webhooks = WebhookService(infra)
     return Services(
         infra=infra,
         sessions=SessionService(infra),
@@ -55,11 +60,13 @@ def services_for(infra: Infrastructure) -> Services:
         simulations=simulations,
         visuals=visuals,
         imports=imports,
-        review=ReviewService(infra),
+        review=ReviewService(infra, events=webhooks.emit),
         integrations=IntegrationService(infra, imports),
         audit=AuditService(infra),
-        exports=ExportService(infra, visuals, meshes),
+        exports=ExportService(infra, visuals, meshes, events=webhooks.emit),
         decks=DeckService(infra, visuals),
         meshes=meshes,
         viewers=ViewerService(infra, simulations),
+        api_tokens=ApiTokenService(infra),
+        webhooks=webhooks,
     )

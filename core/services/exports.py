@@ -129,8 +129,11 @@ class RenderRequest:
 
 
 class ExportService(ServiceBase):
-    def __init__(self, infra: Infrastructure, visuals: VisualService, meshes: Mesh3DService | None = None) -> None:
+    def __init__(self, infra: Infrastructure, visuals: VisualService, meshes: Mesh3DService | None = None, *,
+                 events: Callable[[str, str, dict[str, object]], object] | None = None) -> None:
+        """`events(clinic_id, event, data)` is told when a render ends (`export.done` / `export.failed`)."""
         self._infra = infra
+        self._events = events
         self._visuals = visuals
         self._meshes = meshes
         self._lease = infra.settings.export_lease_seconds
@@ -443,7 +446,18 @@ class ExportService(ServiceBase):
                                  role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
                                  details={"type": request.export_type.value, "exportId": export.id,
                                           "version": sim.version, "sha256": blob.sha256})
+        self._tell("export.done", done)
         return done
+
+    def _tell(self, event: str, export: SimulationExport) -> None:
+        """Tell subscribers (webhooks); the export is already recorded, so a failure here is only logged."""
+        if self._events is None:
+            return
+        try:
+            self._events(export.clinicId, event, {"exportId": export.id, "simulationId": export.simulationId,
+                                                  "exportType": export.exportType.value, "state": export.state.value})
+        except Exception:  # never undo or retry a finished render because a notification could not be queued
+            log.exception("export %s: %s notification not recorded", export.id, event)
 
     def _finish_failed(self, export: SimulationExport, reason: str) -> SimulationExport:
         failed = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
@@ -451,6 +465,7 @@ class ExportService(ServiceBase):
         self._infra.audit.append(export.clinicId, action="export.failed", outcome="failed", user_id=export.createdBy,
                                  simulation_id=export.simulationId,
                                  details={"type": export.exportType.value, "exportId": export.id})
+        self._tell("export.failed", failed or export)
         return failed or export
 
     # --- producing the file -------------------------------------------------------------------------------

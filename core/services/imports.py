@@ -237,9 +237,19 @@ class ImportService(ServiceBase):
             log.error("import %s: analysis failed (%s)", record.id, type(exc).__name__)
             self._fail(record, "The files could not be analysed. Check they are exports of a supported system.")
             raise
-        return self._infra.imports.transition(
+        preview = self._infra.imports.transition(
             clinic_id, import_id, from_states=(ImportState.ANALYZING,), to=ImportState.PREVIEW,
             candidates=candidates, metadata={**record.metadata, **metadata}, progress=100, step="ready")
+        if preview.options.get("autoConfirm"):
+            return self._auto_confirm(preview)
+        return preview
+
+    def _auto_confirm(self, record: SimulationImport) -> SimulationImport:
+        """Imports that asked for no preview (the HTTP API): accept every proposed frame in order."""
+        try:
+            return self.confirm(self._acting_user(record), record.id, order=[c.key for c in record.candidates])
+        except StudioError as exc:
+            return self._fail(record, str(exc), from_state=ImportState.PREVIEW)
 
     def _analyze_source(self, record: SimulationImport, progress: Progress) -> tuple[list[_Frame], dict[str, Any]]:
         if record.source is ImportSource.FILES:

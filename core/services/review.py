@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.domain import Patient, Permission, SimulationStatus, TreatmentSimulation
@@ -11,6 +13,8 @@ from core.permissions import Actor
 from core.repositories.base import Page
 from core.services.base import ServiceBase
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QueueItem:
@@ -19,8 +23,11 @@ class QueueItem:
 
 
 class ReviewService(ServiceBase):
-    def __init__(self, infra: Infrastructure) -> None:
+    def __init__(self, infra: Infrastructure, *,
+                 events: Callable[[str, str, dict[str, object]], object] | None = None) -> None:
+        """`events(clinic_id, event, data)` is told of each approval (`simulation.approved`)."""
         self._infra = infra
+        self._events = events
 
     def queue(self, actor: Actor, *, limit: int = 50, cursor: str | None = None) -> Page[QueueItem]:
         """Active versions awaiting approval in the doctor's clinic, longest waiting first (a page)."""
@@ -48,6 +55,12 @@ class ReviewService(ServiceBase):
         updated = self._infra.simulations.set_approval(actor.clinic_id, sim.id, approved=approved, user_id=actor.id,
                                                        expected_revision=sim.revision)
         self._audit(actor, updated, "approval.granted" if approved else "approval.revoked")
+        if approved and self._events is not None:
+            try:
+                self._events(actor.clinic_id, "simulation.approved",
+                             {"simulationId": updated.id, "version": updated.version, "patientId": updated.patientId})
+            except Exception:  # the approval stands; a notification that could not be queued is logged
+                log.exception("simulation %s: approval notification not recorded", updated.id)
         return updated
 
     def request_changes(self, actor: Actor, simulation_id: str, comment: str) -> None:

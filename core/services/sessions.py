@@ -150,16 +150,36 @@ class SessionService(ServiceBase):
         resumed = self.resume(secret)
         if resumed is None:
             raise PermissionDeniedError("Sign in to download this file.")
+        return self._verify_link(resumed.actor, resumed.session.id, asset_id, expires=expires, key_id=key_id,
+                                 signature=signature)
+
+    # API callers get the same links, bound to their token instead of a browser session.
+    def token_download_link(self, actor: Actor, asset_id: str) -> str:
+        """A link to one file for this API token only, for `LINK_TTL` (send the token with it)."""
+        if actor.token_id is None:
+            raise PermissionDeniedError("Download links for API calls are bound to an API token.")
+        return self.download_link(actor, f"token:{actor.token_id}", asset_id)
+
+    def check_token_download(self, actor: Actor, asset_id: str, *, expires: str, key_id: str, signature: str
+                             ) -> DownloadGrant:
+        """Verify a download link against the API token that comes with it; raises PermissionDeniedError."""
+        if actor.token_id is None:
+            raise PermissionDeniedError("Send the API token this link was made for.")
+        return self._verify_link(actor, f"token:{actor.token_id}", asset_id, expires=expires, key_id=key_id,
+                                 signature=signature)
+
+    def _verify_link(self, actor: Actor, binding: str, asset_id: str, *, expires: str, key_id: str,
+                     signature: str) -> DownloadGrant:
         try:
             expiry = int(expires)
         except ValueError as exc:
             raise PermissionDeniedError("This download link is not valid.") from exc
-        message = f"{asset_id}|{resumed.actor.id}|{resumed.session.id}|{expiry}".encode()
+        message = f"{asset_id}|{actor.id}|{binding}|{expiry}".encode()
         if not self._infra.link_keys.verify(message, signature, key_id):
             raise PermissionDeniedError("This download link belongs to another session; open the file from the app.")
         if utcnow().timestamp() > expiry:
             raise PermissionDeniedError("This download link has expired; open the file from the app again.")
-        return DownloadGrant(resumed.actor, asset_id, resumed.session.id)
+        return DownloadGrant(actor, asset_id, binding)
 
     # --- admin: users of the clinic -----------------------------------------------------------------
     def invite(self, actor: Actor, *, email: str, name: str, role: Role) -> User:

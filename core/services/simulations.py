@@ -26,6 +26,7 @@ from core.imaging import DISPLAY_SIZE, THUMB_SIZE, EncodedImage, decode_rgb, mak
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.queueing import enqueue, job_state
+from core.repositories.base import Page, check_limit, decode_cursor, encode_cursor
 from core.services.base import ServiceBase
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,39 @@ class SimulationService(ServiceBase):
         if actor.approved_only and not sim.isApproved:
             raise NotFoundError("This simulation version is not approved yet; presenters see approved versions only.")
         return sim
+
+    def find(self, actor: Actor, record_id: str) -> TreatmentSimulation | None:
+        """The version with this id if the actor may see it, else None (the API's `/simulations/{id}`
+        also takes patient ids: a miss here is not a refusal yet)."""
+        actor.require(Permission.IMAGING_VIEW)
+        try:  # the whole document: on the embedded server an `_id` read is cheaper without a projection
+            sim = self._infra.simulations.get(actor.clinic_id, record_id)
+        except NotFoundError:  # not a version of this clinic (maybe a patient id)
+            return None
+        return None if actor.approved_only and not sim.isApproved else sim
+
+    def list_for_patient(self, actor: Actor, patient_id: str, *, limit: int = 50, cursor: str | None = None,
+                         include_archived: bool = False) -> Page[TreatmentSimulation]:
+        """A patient's versions newest first, without frames (presenters: approved versions only); a page."""
+        actor.require(Permission.IMAGING_VIEW)
+        patient = self._infra.patients.get(actor.clinic_id, patient_id)
+        return self._infra.simulations.list_for_patient(actor.clinic_id, patient.id, limit=limit, cursor=cursor,
+                                                        include_archived=include_archived,
+                                                        approved_only=actor.approved_only)
+
+    def frames_page(self, actor: Actor, simulation_id: str, *, limit: int = 100, cursor: str | None = None
+                    ) -> tuple[TreatmentSimulation, Page[Frame]]:
+        """A version and a page of its frames in index order (`cursor` continues after the last shown)."""
+        sim = self.get(actor, simulation_id)
+        start = 0
+        if cursor:
+            value, _ = decode_cursor(cursor)
+            if not isinstance(value, int):
+                raise ValidationError("That page link is not valid (or out of date); start again from the first page.")
+            start = value
+        chosen = [f for f in sim.frames if f.index >= start][:check_limit(limit) + 1]
+        more = len(chosen) > limit
+        return sim, Page(tuple(chosen[:limit]), encode_cursor(chosen[limit].index, ObjectId(sim.id)) if more else None)
 
     def record_view(self, actor: Actor, simulation_id: str) -> None:
         """Audit that the actor opened this version (pages call it once per opened version)."""
