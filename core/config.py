@@ -48,6 +48,10 @@ class Settings:
     #: Seconds a rendering worker holds an export between progress reports; a dead worker's export
     #: is taken over once this runs out.
     export_lease_seconds: int = 30
+    #: Seconds a stored file is kept after its last write even when no record refers to it: a writer
+    #: stores the bytes before it records them (a render or import job, up to an hour). Clean-up after
+    #: an import and `cli gc` delete unreferenced files only once they are older than this.
+    blob_grace_seconds: int = 3600
     #: Minutes without interaction after which a session is signed out and patient data hidden.
     idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
@@ -124,6 +128,7 @@ def load_settings(
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
         maintenance_seconds=int(get("MAINTENANCE_SECONDS", "30") or 30),
         export_lease_seconds=int(get("EXPORT_LEASE_SECONDS", "30") or 30),
+        blob_grace_seconds=int(get("BLOB_GRACE_SECONDS", "3600") or 3600),
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),

@@ -34,6 +34,7 @@ from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from core.blobs import release_blobs
 from core.domain import (
     VIEW_LABELS,
     AssetKind,
@@ -463,8 +464,7 @@ class ExportService(ServiceBase):
             log.warning("export %s: a file record already exists; this attempt's file is discarded", export.id)
             done = None
         if done is None:  # cancelled or taken over meanwhile: nothing was committed
-            if not self._infra.assets.sha256_in_use(blob.sha256):
-                self._infra.store.delete(blob.sha256)
+            release_blobs(self._infra, [blob.sha256])  # another attempt's identical file may share it
             return self._infra.exports.get(actor.clinic_id, export.id)
         self._infra.audit.append(actor.clinic_id, action="export.completed", user_id=export.createdBy,
                                  role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
