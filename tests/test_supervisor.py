@@ -1,0 +1,181 @@
+"""The launcher as a supervisor, with real processes and real signals: restarts with a logged reason,
+Ctrl-C within 10 s (work-horses included), and the survivors of a killed launcher stopped by the next one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Worker
+
+from core.config import PROJECT_ROOT
+from core.jobs import ping
+from core.launcher import free_port
+from core.queueing import enqueue, queue
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
+
+
+def _launch(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL")}
+    env.update({"DATA_DIR": str(data_dir), "STREAMLIT_SECRETS_PATH": str(data_dir / "none.toml"),
+                "MONGODB_DB": "supervisor_test", "SUPERVISOR_BACKOFF_SECONDS": "0.5",
+                "WORKER_MONITORING_INTERVAL": "2", "WORKER_MAINTENANCE_INTERVAL": "5"})
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.launcher", "--port", str(port), "--workers", "1", "--demo", "none"],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _pids(data_dir: Path) -> dict[str, list[int]]:
+    try:
+        data = json.loads((data_dir / "run" / "pids.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    names: dict[str, list[int]] = {}
+    for entry in data["children"]:
+        names.setdefault(entry["name"], []).append(entry["pid"])
+    return names
+
+
+def _up(data_dir: Path, port: int, launcher: subprocess.Popen, log: Path) -> Redis:
+    """Wait until Streamlit answers and the worker is registered; the stack's Redis."""
+    def ready() -> bool:
+        if launcher.poll() is not None:
+            raise AssertionError(f"launcher exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                return response.read() == b"ok"
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=90, what="Streamlit health")
+    redis = Redis.from_url(json.loads((data_dir / "run" / "endpoints.json").read_text())["REDIS_URL"])
+    wait_until(lambda: Worker.all(connection=redis), timeout=30, what="a registered worker")
+    return redis
+
+
+def _leads_group(proc: psutil.Process) -> bool:
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except OSError:
+        return False
+
+
+def _everything(launcher: subprocess.Popen) -> list[psutil.Process]:
+    return psutil.Process(launcher.pid).children(recursive=True)
+
+
+def _ctrl_c(launcher: subprocess.Popen, processes: list[psutil.Process]) -> float:
+    started = time.monotonic()
+    launcher.send_signal(signal.SIGINT)
+    launcher.wait(30)
+    _gone, alive = psutil.wait_procs(processes, timeout=max(0.0, 15 - (time.monotonic() - started)))
+    assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
+    return time.monotonic() - started
+
+
+def _kill_all(launcher: subprocess.Popen) -> None:
+    for proc in [*_everything(launcher), psutil.Process(launcher.pid)]:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def test_a_killed_worker_and_a_killed_redis_are_restarted_with_the_reason_logged(tmp_path):
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    launcher = _launch(data_dir, port, log)
+    try:
+        redis = _up(data_dir, port, launcher, log)
+        worker_pid = _pids(data_dir)["worker-1"][0]
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_until(lambda: (pids := _pids(data_dir).get("worker-1")) and worker_pid not in pids, timeout=30,
+                   what="a new worker")
+        assert "worker-1 exited (killed by SIGKILL)" in log.read_text()
+
+        os.kill(_pids(data_dir)["redis"][0], signal.SIGKILL)
+        wait_until(lambda: "redis restarted" in log.read_text(), timeout=30, what="redis restarted")
+        assert "redis exited (killed by SIGKILL)" in log.read_text()
+
+        def round_trip() -> bool:
+            try:
+                job = enqueue(redis, "ping", ping, "after", job_id=f"ping-{time.monotonic_ns()}")
+                return bool(wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=10,
+                                       what="ping"))
+            except (RedisError, AssertionError):
+                return False
+
+        wait_until(round_trip, timeout=45, interval=1, what="jobs running again after the Redis restart")
+        assert launcher.poll() is None  # the stack carried on
+        seconds = _ctrl_c(launcher, _everything(launcher))
+        assert seconds <= 10
+    finally:
+        if launcher.poll() is None:
+            _kill_all(launcher)
+
+
+def test_ctrl_c_stops_every_child_and_a_busy_work_horse_within_ten_seconds(tmp_path):
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    launcher = _launch(data_dir, port, log)
+    try:
+        redis = _up(data_dir, port, launcher, log)
+        queue(redis, "interactive").enqueue("time.sleep", 300, job_timeout=600)  # a horse busy for minutes
+        worker = psutil.Process(_pids(data_dir)["worker-1"][0])
+
+        def horse() -> psutil.Process | None:  # RQ's horse leads a process group of its own (the scheduler does not)
+            return next((c for c in worker.children() if _leads_group(c)), None)
+
+        horse = wait_until(horse, timeout=30, what="a work-horse")
+        assert os.getpgid(horse.pid) != os.getpgid(worker.pid)  # killing the worker's group misses it
+        everything = _everything(launcher)
+        assert horse in everything and len(everything) >= 5  # database, redis, worker, horse, streamlit
+        seconds = _ctrl_c(launcher, everything)
+        assert seconds <= 10, f"Ctrl-C took {seconds:.1f} s"
+        assert launcher.returncode == 0
+        assert not (data_dir / "run" / "pids.json").exists()
+    finally:
+        if launcher.poll() is None:
+            _kill_all(launcher)
+
+
+def test_the_next_start_stops_what_a_killed_launcher_left_running(tmp_path):
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    first = _launch(data_dir, port, log)
+    second = None
+    survivors: list[psutil.Process] = []
+    try:
+        _up(data_dir, port, first, log).close()
+        refused = _launch(data_dir, free_port(), tmp_path / "refused.log")
+        assert refused.wait(30) == 2
+        assert f"Another launcher (pid {first.pid}) is running" in (tmp_path / "refused.log").read_text()
+
+        survivors = _everything(first)
+        first.kill()  # kill -9 of the launcher alone, as a closed terminal or the OOM killer would
+        first.wait(10)
+        time.sleep(1)
+        assert all(p.is_running() for p in survivors)  # what used to block the next start
+
+        second = _launch(data_dir, port, tmp_path / "second.log")
+        _up(data_dir, port, second, tmp_path / "second.log")
+        _gone, alive = psutil.wait_procs(survivors, timeout=5)
+        assert alive == []
+        assert "left running by a launcher that was killed" in (tmp_path / "second.log").read_text()
+        _ctrl_c(second, _everything(second))
+    finally:
+        for launcher in (first, second):
+            if launcher is not None and launcher.poll() is None:
+                _kill_all(launcher)
+        for proc in survivors:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
