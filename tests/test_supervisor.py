@@ -179,3 +179,25 @@ def test_the_next_start_stops_what_a_killed_launcher_left_running(tmp_path):
         for proc in survivors:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+
+
+def test_a_killed_database_is_restarted_on_its_port_and_the_stack_carries_on(tmp_path):
+    from pymongo import MongoClient
+
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    launcher = _launch(data_dir, port, log)
+    try:
+        _up(data_dir, port, launcher, log).close()
+        uri = json.loads((data_dir / "run" / "endpoints.json").read_text())["MONGODB_URI"]
+        with MongoClient(uri, serverSelectionTimeoutMS=2000) as client:
+            client.supervisor_test.probe.insert_one({"_id": "before"})
+        os.kill(_pids(data_dir)["database"][0], signal.SIGKILL)
+        wait_until(lambda: "database restarted" in log.read_text(), timeout=60, what="database restarted")
+        assert "database exited (killed by SIGKILL)" in log.read_text()
+        with MongoClient(uri, serverSelectionTimeoutMS=10000) as client:  # same URI: clients reconnect
+            assert client.supervisor_test.probe.find_one({"_id": "before"}) is not None  # acknowledged write kept
+        assert launcher.poll() is None
+        _ctrl_c(launcher, _everything(launcher))
+    finally:
+        if launcher.poll() is None:
+            _kill_all(launcher)
