@@ -29,3 +29,18 @@ class ConflictError(StudioError):
 
 class ServiceUnavailableError(StudioError):
     """A backing service (database, Redis) could not be reached."""
+
+
+class StorageFullError(ServiceUnavailableError):
+    """The server's disk (or its quota) is full: nothing was saved; free space, then try again."""
+
+    def __init__(self, message: str = "The server's disk is full, so the file could not be saved (nothing was "
+                                      "kept). Ask your administrator to free space, then try again.") -> None:
+        super().__init__(message)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an OS error means "no space left" (a full disk or an exhausted quota)."""
+    import errno
+
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

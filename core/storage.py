@@ -27,7 +27,7 @@ import gridfs
 from pymongo.database import Database
 
 from core.config import Settings
-from core.errors import NotFoundError
+from core.errors import NotFoundError, StorageFullError, is_disk_full
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,10 @@ class FileAssetStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
-            except BaseException:
+            except BaseException as exc:
                 Path(tmp).unlink(missing_ok=True)
+                if is_disk_full(exc):
+                    raise StorageFullError() from exc
                 raise
         return StoredBlob(digest, len(data))
 

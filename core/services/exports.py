@@ -47,7 +47,14 @@ from core.domain import (
     SimulationExport,
     TreatmentSimulation,
 )
-from core.errors import NotFoundError, ServiceUnavailableError, StudioError, ValidationError
+from core.errors import (
+    NotFoundError,
+    ServiceUnavailableError,
+    StorageFullError,
+    StudioError,
+    ValidationError,
+    is_disk_full,
+)
 from core.imaging import decode_rgb
 from core.imaging.compose import fit
 from core.imaging.overlays import OverlaySpec, apply_overlays
@@ -360,6 +367,9 @@ class ExportService(ServiceBase):
         except StudioError as exc:
             return self._finish_failed(claimed, str(exc), lease.token)
         except Exception as exc:
+            if is_disk_full(exc):  # e.g. the PDF or ZIP writer: as short a message as the encoder's
+                log.warning("export %s: the disk is full (%s)", export_id, exc)
+                return self._finish_failed(claimed, str(StorageFullError()), lease.token)
             log.error("export %s: render failed (%s)", export_id, type(exc).__name__)
             if final_attempt:
                 self._finish_failed(claimed, "The render failed unexpectedly. Try again; if it keeps failing, "
