@@ -415,17 +415,20 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
         infra = build_infrastructure(resolved)
         prepare_database(infra)
         infra.db.client.close()
+        # Streamlit first (it takes seconds to import and answers the sign-in page meanwhile), then the
+        # workers, then the demo seed: its jobs are queued patient by patient, so the first patient's
+        # frames render while the rest is still being created.
+        if streamlit_port is not None:
+            stack.add("streamlit", lambda: spawn("streamlit", [
+                sys.executable, "-m", "streamlit", "run", "server.py",
+                "--server.port", str(streamlit_port), "--server.address", "127.0.0.1",
+            ], env=stack.env, log_path=log_dir / "streamlit.log"))
         for n in range(workers):
             name = f"worker-{n + 1}"
             stack.add(name, lambda name=name: spawn(name, [sys.executable, "worker.py"], env=stack.env,
                                                     log_path=log_dir / f"{name}.log"))
         if demo_profile:
             _seed_if_empty(resolved, demo_profile)
-        if streamlit_port is not None:
-            stack.add("streamlit", lambda: spawn("streamlit", [
-                sys.executable, "-m", "streamlit", "run", "server.py",
-                "--server.port", str(streamlit_port), "--server.address", "127.0.0.1",
-            ], env=stack.env, log_path=log_dir / "streamlit.log"))
         return stack
     except BaseException:
         stack.stop()
