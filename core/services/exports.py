@@ -57,7 +57,7 @@ from core.errors import (
 )
 from core.imaging import decode_rgb
 from core.imaging.compose import fit
-from core.imaging.overlays import OverlaySpec, apply_overlays
+from core.imaging.overlays import CaptionLayer, OverlaySpec, apply_overlays
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.privacy import caption_level, output_context, patient_caption
@@ -538,9 +538,18 @@ class ExportService(ServiceBase):
                 result = render_wipe(before, after, spec, out, overlay=lambda rgb, _half: apply_overlays(rgb, halves))
             else:
                 # Fit and caption each stage on the decode threads, ahead of the encoder (the renderer
-                # would do the same per stage, but on the thread that feeds ffmpeg).
+                # would do the same per stage, but on the thread that feeds ffmpeg). The captions other
+                # than the stage label are the same on every stage: drawn once (CaptionLayer), blended per stage.
                 size = spec.output_size
-                ready = _LazySource(len(frames), lambda i: overlay(fit(pixels(i), size, spec.background), i))
+                layer = CaptionLayer(*size, captions)
+
+                def captioned(i: int) -> np.ndarray:
+                    rgb = pixels(i)
+                    if rgb.shape[:2] != (size[1], size[0]):  # stored at the output size: no copy needed
+                        rgb = fit(rgb, size, spec.background)
+                    return layer.apply(rgb, stage_label(frames[i]) if request.overlays.stage_label else None)
+
+                ready = _LazySource(len(frames), captioned)
                 try:
                     result = render_video(ready, spec, out, progress=progress, cancelled=cancelled)
                 finally:
