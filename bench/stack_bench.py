@@ -82,12 +82,14 @@ def main() -> None:
         try:
             _wait(lambda: _page(port), 300, "the sign-in page")
             first_page = time.monotonic() - started
+            print(f"(sign-in page after {first_page:.1f} s)", flush=True)
             endpoints = _wait(lambda: (data_dir / "run" / "endpoints.json").exists()
                               and json.loads((data_dir / "run" / "endpoints.json").read_text()), 60, "endpoints")
             services = build_services(load_settings({**env, **endpoints}))
             db = services.infra.db
             _wait(lambda: db.simulations.find_one({"renditions": "READY"}, {"_id": 1}), 600, "the first frames")
             first_frames = time.monotonic() - started
+            print(f"(first frames after {first_frames:.1f} s)", flush=True)
 
             clinic = db.clinics.find_one({}, {"_id": 1})
             clinic_id = str(clinic["_id"])
@@ -109,6 +111,7 @@ def main() -> None:
             done = _wait(lambda: (e := services.exports.get(actor, export.id)).state
                          in (ExportState.DONE, ExportState.FAILED) and e, 600, "the export after the kill", 0.5)
             recover = time.monotonic() - killed
+            print(f"(export DONE {recover:.1f} s after the kill)", flush=True)
             if done.state is not ExportState.DONE:
                 print(f"export after the kill: {done.state.value} ({done.error})")
 

@@ -20,8 +20,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "treatment_studio"
 #: Where files (asset store, embedded servers' data) live when DATA_DIR is unset.
 DEFAULT_DATA_DIR = PROJECT_ROOT / "var"
-#: Queues a worker listens on, highest priority first.
-DEFAULT_QUEUES = ("interactive", "renditions", "imports", "exports")
+#: Queues a worker listens on, highest priority first. "background" (first-start demo rendering) comes
+#: last, so a user's export or import never waits behind the demo.
+DEFAULT_QUEUES = ("interactive", "renditions", "imports", "exports", "background")
+#: What the launcher's second and further workers serve: everything but "background", so one worker is
+#: always free for users' work (and the maintenance job) while the demo renders.
+FOREGROUND_QUEUES = DEFAULT_QUEUES[:-1]
 ASSET_STORES = ("files", "gridfs")
 
 

@@ -35,7 +35,7 @@ from typing import IO
 
 import psutil
 
-from core.config import PROJECT_ROOT, Settings, load_settings
+from core.config import FOREGROUND_QUEUES, PROJECT_ROOT, Settings, load_settings
 from core.errors import ConfigurationError
 
 log = logging.getLogger("launcher")
@@ -425,14 +425,22 @@ def start_stack(settings: Settings, *, workers: int = 1, streamlit_port: int | N
             ], env=stack.env, log_path=log_dir / "streamlit.log"))
         for n in range(workers):
             name = f"worker-{n + 1}"
-            stack.add(name, lambda name=name: spawn(name, [sys.executable, "worker.py"], env=stack.env,
-                                                    log_path=log_dir / f"{name}.log"))
+            env = dict(stack.env)
+            if n and not settings_queues_set(stack.env):
+                env["WORKER_QUEUES"] = ",".join(FOREGROUND_QUEUES)  # kept free of the demo's long jobs
+            stack.add(name, lambda name=name, env=env: spawn(name, [sys.executable, "worker.py"], env=env,
+                                                             log_path=log_dir / f"{name}.log"))
         if demo_profile:
             _seed_if_empty(resolved, demo_profile)
         return stack
     except BaseException:
         stack.stop()
         raise
+
+
+def settings_queues_set(env: dict[str, str]) -> bool:
+    """Whether the operator chose the workers' queues (then every worker serves exactly those)."""
+    return bool(env.get("WORKER_QUEUES", "").strip())
 
 
 def _write_endpoints(data_dir: Path, env: dict[str, str]) -> Path:
