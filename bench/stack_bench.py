@@ -4,8 +4,9 @@ Runs `python -m core.launcher` (2 workers, the full demo) on a fresh temp DATA_D
 
 - first_page_s: from launch until the sign-in page answers (HTTP 200 for `/`);
 - first_frames_s: until the first demo patient's frames are viewable (a simulation with renditions READY);
-- recover_after_kill_s: a 1080p video export is requested; once it renders, its worker and work-horse are
-  SIGKILLed (as a crash would); seconds from the kill until the export is DONE (goal ≤ 90);
+- recover_after_kill_s: a video export with the render panel's defaults (1080p crossfade) is requested;
+  once it renders, its worker and work-horse are SIGKILLed (as a crash would); seconds from the kill until
+  the export is DONE (goal ≤ 90): the lease running out, maintenance queueing it, and the whole render again;
 - ctrl_c_stop_s: SIGINT to the launcher while the demo and another export render, until every child
   (work-horses included) is gone (goal ≤ 10).
 
@@ -96,8 +97,7 @@ def main() -> None:
             coordinator = next(u for u in services.infra.users.list(clinic_id) if u.role is Role.COORDINATOR)
             actor = Actor(coordinator)
             sim_doc = db.simulations.find_one({"clinicId": clinic["_id"], "renditions": "READY"}, {"_id": 1})
-            request = RenderRequest(ExportType.VIDEO, preset="1080p", seconds_per_stage=1.0, transition="morph",
-                                    title_card=False, end_card=False)
+            request = RenderRequest(ExportType.VIDEO)  # what the render panel asks by default: 1080p crossfade
             export = services.exports.request(actor, str(sim_doc["_id"]), request)
             me = psutil.Process(launcher.pid)
             _wait(lambda: (e := services.exports.get(actor, export.id)).state is ExportState.RUNNING

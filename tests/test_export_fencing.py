@@ -177,3 +177,34 @@ def test_twenty_requests_from_five_threads_with_two_killed_work_horses_give_twen
     assert sum(e.attempts for e in finished) <= 20 + 2 * 2  # a kill costs at most a retry and its claim
     tmp = settings.data_dir / "tmp"
     assert not tmp.exists() or list(tmp.iterdir()) == []
+
+
+def test_a_request_while_redis_is_frozen_is_kept_pending_and_rendered_once_redis_thaws(env, tmp_path, infra):
+    from core.config import load_settings
+    from core.infra import build_infrastructure
+    from core.launcher import free_port, start_redis
+    from core.services import services_for
+
+    child, url = start_redis(tmp_path / "own-redis", free_port())
+    own_env = {**env, "REDIS_URL": url}
+    own = services_for(build_infrastructure(load_settings(own_env)))
+    world = make_clinic(infra)
+    sim = _sim(own, world, new_frames(3))
+    worker = start_worker(own_env, own.infra.redis)
+    try:
+        child.process.send_signal(signal.SIGSTOP)  # Redis hangs: connections open, nothing answers
+        started = time.monotonic()
+        export = own.exports.request(world.actor(), sim.id, RenderRequest(ExportType.ASSETS))
+        assert time.monotonic() - started < 20  # the request gives up on the queue, not on the user
+        assert export.state is ExportState.PENDING
+        assert infra.db.simulation_exports.count_documents({}) == 1
+        child.process.send_signal(signal.SIGCONT)
+        done = wait_until(lambda: (e := own.exports.get(world.actor(), export.id)).state in FINAL and e,
+                          timeout=90, interval=0.5, what="the pending export")  # the maintenance job queues it
+        assert done.state is ExportState.DONE, done.error
+        assert done.attempts == 1
+        assert infra.db.imaging_assets.count_documents({"kind": AssetKind.EXPORT.value}) == 1
+    finally:
+        child.process.send_signal(signal.SIGCONT)
+        stop_worker(worker)
+        child.stop()

@@ -295,7 +295,9 @@ def seed_demo(
             )
             _store_photos(services, coordinator, patient.id, plan, SIZES[profile])
             progress(f"{clinic_plan.slug}: patient {plan.chart}")
-            for index, _sim in enumerate(plan.simulations):
+            # Cheapest first: the patient's smile design (two photos) is viewable within seconds, while
+            # a 40-stage, 5-view aligner plan takes minutes on two cores.
+            for index, _sim in sorted(enumerate(plan.simulations), key=lambda item: _frames_to_render(item[1])):
                 if inline:
                     render_demo_simulation(
                         services, coordinator, patient.id, treatment.id, index=index, profile=profile
@@ -318,6 +320,11 @@ def seed_demo(
                 count += 1
     progress(f"{count} simulations {'rendered' if inline else 'queued for rendering'}")
     return count
+
+
+def _frames_to_render(sim: DemoSimulation) -> int:
+    """About how many frames a demo simulation's job renders (drafts keep to the first view)."""
+    return sim.stages * (len(sim.views) + max(0, sim.versions - 1))
 
 
 def _store_photos(services: Services, actor: Actor, patient_id: str, plan: DemoPatient, size: RenderSize) -> None:
