@@ -32,7 +32,8 @@ def _launch(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL")}
     env.update({"DATA_DIR": str(data_dir), "STREAMLIT_SECRETS_PATH": str(data_dir / "none.toml"),
                 "MONGODB_DB": "supervisor_test", "SUPERVISOR_BACKOFF_SECONDS": "0.5",
-                "WORKER_MONITORING_INTERVAL": "2", "WORKER_MAINTENANCE_INTERVAL": "5"})
+                "WORKER_MONITORING_INTERVAL": "2", "WORKER_MAINTENANCE_INTERVAL": "5",
+                "EXPORT_LEASE_SECONDS": "4", "MAINTENANCE_SECONDS": "5"})
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "core.launcher", "--port", str(port), "--workers", "1", "--demo", "none"],
@@ -167,10 +168,14 @@ def test_the_next_start_stops_what_a_killed_launcher_left_running(tmp_path):
         assert all(p.is_running() for p in survivors)  # what used to block the next start
 
         second = _launch(data_dir, port, tmp_path / "second.log")
-        _up(data_dir, port, second, tmp_path / "second.log")
-        _gone, alive = psutil.wait_procs(survivors, timeout=5)
+        wait_until(lambda: "left running by a launcher that was killed" in (tmp_path / "second.log").read_text(),
+                   timeout=30, what="the survivors stopped")
+        _gone, alive = psutil.wait_procs(survivors, timeout=1)
         assert alive == []
-        assert "left running by a launcher that was killed" in (tmp_path / "second.log").read_text()
+        # The new stack is up (not the old one's Streamlit answering on the port).
+        wait_until(lambda: "Treatment Simulation Studio is running" in (tmp_path / "second.log").read_text(),
+                   timeout=90, what="the second stack")
+        _up(data_dir, port, second, tmp_path / "second.log").close()
         _ctrl_c(second, _everything(second))
     finally:
         for launcher in (first, second):
@@ -201,3 +206,63 @@ def test_a_killed_database_is_restarted_on_its_port_and_the_stack_carries_on(tmp
     finally:
         if launcher.poll() is None:
             _kill_all(launcher)
+
+
+def test_after_every_process_is_killed_at_once_a_restart_finishes_the_renders_and_the_audit_verifies(tmp_path):
+    from core.config import load_settings
+    from core.domain import ExportState, ExportType, Role, SimulationType
+    from core.services import build_services
+    from core.services.exports import RenderRequest
+    from tests.factories import make_clinic, new_frames
+
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+
+    def services():
+        endpoints = json.loads((data_dir / "run" / "endpoints.json").read_text())
+        return build_services(load_settings({**endpoints, "DATA_DIR": str(data_dir), "MONGODB_DB": "supervisor_test",
+                                             "STREAMLIT_SECRETS_PATH": str(data_dir / "none.toml")}))
+
+    launcher = _launch(data_dir, port, log)
+    second = None
+    try:
+        _up(data_dir, port, launcher, log).close()
+        first = services()
+        world = make_clinic(first.infra)
+        sim = first.simulations.create_version(
+            world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
+            simulation_type=SimulationType.ALIGNER, name="Plan", frames=new_frames(8, size=(1920, 1080)),
+            queue_renditions=False)
+        first.review.approve(world.actor(Role.DOCTOR), sim.id)
+        video = first.exports.request(world.actor(), sim.id, RenderRequest(
+            ExportType.VIDEO, preset="1080p", transition="morph", seconds_per_stage=1.0, title_card=False,
+            end_card=False))
+        queued = [first.exports.request(world.actor(), sim.id, RenderRequest(kind))
+                  for kind in (ExportType.ASSETS, ExportType.PDF)]
+        wait_until(lambda: (e := first.exports.get(world.actor(), video.id)).state is ExportState.RUNNING
+                   and e.progress >= 5, timeout=60, what="the video rendering")
+        first.infra.db.client.close()
+        everything = [psutil.Process(launcher.pid), *_everything(launcher)]
+        for proc in everything:  # a power cut, as far as processes go: everything at once, no clean-up
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(everything, timeout=10)
+
+        second = _launch(data_dir, port, tmp_path / "second.log")
+        wait_until(lambda: "Treatment Simulation Studio is running" in (tmp_path / "second.log").read_text(),
+                   timeout=90, what="the second stack")
+        _up(data_dir, port, second, tmp_path / "second.log").close()
+        again = services()
+        ids = [video.id, *(e.id for e in queued)]
+        finished = wait_until(lambda: all(again.exports.get(world.actor(), i).state in
+                                          (ExportState.DONE, ExportState.FAILED) for i in ids)
+                              and [again.exports.get(world.actor(), i) for i in ids],
+                              timeout=120, interval=0.5, what="the interrupted and queued renders")
+        assert [e.state for e in finished] == [ExportState.DONE] * 3, [e.error for e in finished]
+        assert again.infra.db.imaging_assets.count_documents({"kind": "EXPORT"}) == 3
+        assert all(report.intact for report in again.audit.verify_all())
+        again.infra.db.client.close()
+        _ctrl_c(second, _everything(second))
+    finally:
+        for each in (launcher, second):
+            if each is not None and each.poll() is None:
+                _kill_all(each)
