@@ -266,3 +266,43 @@ def test_after_every_process_is_killed_at_once_a_restart_finishes_the_renders_an
         for each in (launcher, second):
             if each is not None and each.poll() is None:
                 _kill_all(each)
+
+
+def test_a_database_killed_mid_render_is_restarted_and_the_render_still_ends_with_one_file(tmp_path):
+    from core.config import load_settings
+    from core.domain import ExportState, ExportType, Role, SimulationType
+    from core.services import build_services
+    from core.services.exports import RenderRequest
+    from tests.factories import make_clinic, new_frames
+
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    launcher = _launch(data_dir, port, log)
+    try:
+        _up(data_dir, port, launcher, log).close()
+        endpoints = json.loads((data_dir / "run" / "endpoints.json").read_text())
+        svc = build_services(load_settings({**endpoints, "DATA_DIR": str(data_dir), "MONGODB_DB": "supervisor_test",
+                                            "STREAMLIT_SECRETS_PATH": str(data_dir / "none.toml")}))
+        world = make_clinic(svc.infra)
+        sim = svc.simulations.create_version(
+            world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
+            simulation_type=SimulationType.ALIGNER, name="Plan", frames=new_frames(8, size=(1920, 1080)),
+            queue_renditions=False)
+        svc.review.approve(world.actor(Role.DOCTOR), sim.id)
+        export = svc.exports.request(world.actor(), sim.id, RenderRequest(
+            ExportType.VIDEO, preset="1080p", transition="morph", seconds_per_stage=1.0, title_card=False,
+            end_card=False))
+        wait_until(lambda: (e := svc.exports.get(world.actor(), export.id)).state is ExportState.RUNNING
+                   and e.progress >= 5, timeout=60, what="the render")
+        os.kill(_pids(data_dir)["database"][0], signal.SIGKILL)
+        wait_until(lambda: "database restarted" in log.read_text(), timeout=60, what="database restarted")
+        done = wait_until(lambda: (e := svc.exports.get(world.actor(), export.id)).state
+                          in (ExportState.DONE, ExportState.FAILED) and e, timeout=120, interval=0.5,
+                          what="the export after the database came back")
+        assert done.state is ExportState.DONE, done.error
+        assert svc.infra.db.imaging_assets.count_documents({"kind": "EXPORT"}) == 1
+        assert launcher.poll() is None
+        svc.infra.db.client.close()
+        _ctrl_c(launcher, _everything(launcher))
+    finally:
+        if launcher.poll() is None:
+            _kill_all(launcher)
