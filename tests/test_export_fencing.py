@@ -15,7 +15,7 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from core.domain import AssetKind, ExportState, ExportType, Role, SimulationType
+from core.domain import AssetKind, ExportState, ExportType, FrameRange, Role, SimulationType
 from core.imaging import encode_png
 from core.repositories.base import utcnow
 from core.services.exports import ACTIVE_STATES, RenderRequest
@@ -208,3 +208,35 @@ def test_a_request_while_redis_is_frozen_is_kept_pending_and_rendered_once_redis
         child.process.send_signal(signal.SIGCONT)
         stop_worker(worker)
         child.stop()
+
+
+def test_duplicate_file_records_from_before_fencing_are_detached_when_the_unique_index_is_built(
+        services, world, infra):
+    from core.repositories.assets import AssetRepository
+
+    sim = _sim(services, world, new_frames(2))
+    export = infra.exports.create(world.clinic.id, simulation_id=sim.id, export_type=ExportType.GIF, settings={},
+                                  frame_range=FrameRange(0, 1),
+                                  created_by=world.users[Role.COORDINATOR].id)
+    infra.db.imaging_assets.drop_index("one_file_per_export")  # a database written by an earlier release
+
+    def doc(sha: str):
+        return infra.assets.new_document(world.clinic.id, patient_id=world.patient.id, kind=AssetKind.EXPORT,
+                                         content_type="image/gif", size=1, sha256=sha,
+                                         created_by=world.users[Role.COORDINATOR].id, simulation_id=sim.id,
+                                         export_id=export.id)
+
+    first, linked = doc("a" * 64), doc("b" * 64)
+    infra.assets.insert_many(world.clinic.id, [first, linked])
+    infra.db.simulation_exports.update_one({"_id": ObjectId(export.id)},
+                                           {"$set": {"gifUrl": f"asset://{linked['_id']}"}})
+
+    AssetRepository.ensure_indexes(infra.db)  # what the next start does
+
+    kept = list(infra.db.imaging_assets.find({"exportId": ObjectId(export.id)}))
+    assert [d["_id"] for d in kept] == [linked["_id"]]  # the record the export links to stays attached
+    detached = infra.db.imaging_assets.find_one({"_id": first["_id"]})
+    assert detached is not None and detached["exportId"] is None  # kept, not deleted
+    assert "one_file_per_export" in infra.db.imaging_assets.index_information()
+    with pytest.raises(DuplicateKeyError):
+        infra.assets.insert(world.clinic.id, doc("c" * 64))
