@@ -520,11 +520,14 @@ class ExportService(ServiceBase):
         def pixels(index: int) -> np.ndarray:
             return decode_rgb(self._infra.store.get(assets[frames[index].assetId].sha256))
 
-        def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
-            from core.imaging.overlays import apply_overlays
+        layers: dict[tuple[int, int], CaptionLayer] = {}
 
-            label = stage_label(frames[stage]) if request.overlays.stage_label else None
-            return apply_overlays(rgb, replace(captions, stage_label=label))
+        def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
+            """The stage's captions; what repeats is drawn once per size (a GIF tries a few sizes)."""
+            size = (rgb.shape[1], rgb.shape[0])
+            if size not in layers:
+                layers[size] = CaptionLayer(*size, captions)
+            return layers[size].apply(rgb, stage_label(frames[stage]) if request.overlays.stage_label else None)
 
         if request.export_type is ExportType.VIDEO:
             from core.rendering.video import render_video, render_wipe
