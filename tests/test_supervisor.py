@@ -306,3 +306,57 @@ def test_a_database_killed_mid_render_is_restarted_and_the_render_still_ends_wit
     finally:
         if launcher.poll() is None:
             _kill_all(launcher)
+
+
+def test_a_database_killed_mid_import_commit_leaves_exactly_one_version_and_every_file(tmp_path):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from core.config import load_settings
+    from core.domain import AssetKind, ImportSource, ImportState
+    from core.imaging import encode_png
+    from core.services import build_services
+    from core.services.imports import Upload
+    from tests.factories import gradient_frame, make_clinic
+
+    data_dir, port, log = tmp_path / "var", free_port(), tmp_path / "launcher.log"
+    launcher = _launch(data_dir, port, log)
+    try:
+        redis = _up(data_dir, port, launcher, log)
+        endpoints = json.loads((data_dir / "run" / "endpoints.json").read_text())
+        svc = build_services(load_settings({**endpoints, "DATA_DIR": str(data_dir), "MONGODB_DB": "supervisor_test",
+                                            "STREAMLIT_SECRETS_PATH": str(data_dir / "none.toml")}))
+        world = make_clinic(svc.infra)
+        uploads = [Upload(f"ClinCheck Stage {n}.png", encode_png(gradient_frame(n, (1920, 1080))).data)
+                   for n in range(16)]
+        record = svc.imports.start(world.actor(), source=ImportSource.FILES, uploads=uploads,
+                                   patient_id=world.patient.id, treatment_id=world.treatment.id, name="ClinCheck")
+        preview = wait_until(lambda: (r := svc.imports.get(world.actor(), record.id)).state is ImportState.PREVIEW
+                             and r, timeout=90, interval=0.3, what="the preview")
+        confirmed = svc.imports.confirm(world.actor(), record.id, order=[c.key for c in preview.candidates])
+        job_id = f"import-commit-{record.id}-r{confirmed.revision}"
+        wait_until(lambda: Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == "started",
+                   timeout=30, interval=0.05, what="the commit job")
+        os.kill(_pids(data_dir)["database"][0], signal.SIGKILL)  # mid-commit
+        wait_until(lambda: "database restarted" in log.read_text(), timeout=60, what="database restarted")
+        done = wait_until(lambda: (r := svc.imports.get(world.actor(), record.id)).state
+                          in (ImportState.DONE, ImportState.FAILED) and r, timeout=150, interval=0.5,
+                          what="the import after the database came back")
+        if done.state is ImportState.FAILED:  # allowed only as a clean failure: nothing half-saved
+            assert "nothing was saved" in (done.error or "")
+            assert svc.infra.db.imaging_assets.count_documents({"kind": AssetKind.FRAME.value}) == 0
+        else:
+            sims = list(svc.infra.db.simulations.find({"metadata.importId": record.id}))
+            assert len(sims) == 1
+            frames = svc.infra.assets.list_for_simulation(world.clinic.id, str(sims[0]["_id"]),
+                                                          kinds=(AssetKind.FRAME,))
+            assert len(frames) == 16
+            assert all(svc.infra.store.exists(a.sha256) for a in frames)
+        assert svc.infra.db.simulations.count_documents({}) == (1 if done.state is ImportState.DONE else 0)
+        assert launcher.poll() is None
+        redis.close()
+        svc.infra.db.client.close()
+        _ctrl_c(launcher, _everything(launcher))
+    finally:
+        if launcher.poll() is None:
+            _kill_all(launcher)
