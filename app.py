@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.errors import PermissionDeniedError, StudioError
+from core.errors import PermissionDeniedError, StudioError, service_problem
 from ui.context import (
     NOTICE_KEY,
     USER_KEY,
@@ -85,19 +85,20 @@ def end_session() -> None:
         st.logout()
 
 
-oidc_session()
-if leave := st.session_state.pop(LEAVE_KEY, None):
-    navigate(leave)
-actor = current_actor()
-if actor is not None and (method := st.session_state.pop(HANDOVER_KEY, None)):
-    with st.sidebar:
-        hand_over_session(actor, method=method)  # a reload from here on keeps the user signed in
-if actor is None:
-    if SETTINGS.oidc_configured and st.user.is_logged_in and not st.session_state.get(USER_KEY) \
-            and st.session_state.get(NOTICE_KEY):
-        st.logout()  # idle timeout or revoked account: end the provider cookie too
-    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")]).run()
-else:
+def main() -> None:
+    oidc_session()
+    if leave := st.session_state.pop(LEAVE_KEY, None):
+        navigate(leave)
+    actor = current_actor()
+    if actor is not None and (method := st.session_state.pop(HANDOVER_KEY, None)):
+        with st.sidebar:
+            hand_over_session(actor, method=method)  # a reload from here on keeps the user signed in
+    if actor is None:
+        if SETTINGS.oidc_configured and st.user.is_logged_in and not st.session_state.get(USER_KEY) \
+                and st.session_state.get(NOTICE_KEY):
+            st.logout()  # idle timeout or revoked account: end the provider cookie too
+        st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")]).run()
+        return
     clinic = services().sessions.clinic(actor)
     with st.sidebar:
         st.markdown(f"**{md(actor.user.name)}**  \n{md(clinic.name)}  \nRole: `{actor.role.value}`")
@@ -116,3 +117,12 @@ else:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()
     st.navigation(pages).run()
+
+
+try:
+    main()
+except Exception as exc:  # only a failed backing service is shown as a message; anything else is raised
+    problem = service_problem(exc)
+    if problem is None:
+        raise
+    show_error(problem)

@@ -209,14 +209,10 @@ def cmd_prepare_db(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> int:
     """Delete stored files no record refers to (left by a process that died mid-write)."""
+    from core.blobs import collect_garbage
+
     infra = _services(settings).infra
-    removed = 0
-    for sha in list(infra.store.keys_older_than(args.older_than_hours * 3600)):
-        if infra.assets.sha256_in_use(sha) or infra.imports.sha256_in_use(sha) or infra.clinics.logo_in_use(sha):
-            continue
-        removed += 1
-        if not args.dry_run:
-            infra.store.delete(sha)
+    removed = collect_garbage(infra, older_than_seconds=args.older_than_hours * 3600, dry_run=args.dry_run)
     say(f"{'would remove' if args.dry_run else 'removed'} {removed} unreferenced file(s)")
     return 0
 

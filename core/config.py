@@ -20,8 +20,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "treatment_studio"
 #: Where files (asset store, embedded servers' data) live when DATA_DIR is unset.
 DEFAULT_DATA_DIR = PROJECT_ROOT / "var"
-#: Queues a worker listens on, highest priority first.
-DEFAULT_QUEUES = ("interactive", "renditions", "imports", "exports")
+#: Queues a worker listens on, highest priority first. "background" (first-start demo rendering) comes
+#: last, so a user's export or import never waits behind the demo.
+DEFAULT_QUEUES = ("interactive", "renditions", "imports", "exports", "background")
+#: What the launcher's second and further workers serve: everything but "background", so one worker is
+#: always free for users' work (and the maintenance job) while the demo renders.
+FOREGROUND_QUEUES = DEFAULT_QUEUES[:-1]
 ASSET_STORES = ("files", "gridfs")
 
 
@@ -42,12 +46,16 @@ class Settings:
     #: A dead worker's key expires after this many seconds; its started jobs are then cleaned up.
     worker_ttl: int = 35
     #: Seconds between maintenance runs: watch-folder syncs, re-queueing exports whose worker died or
-    #: that were recorded while Redis was down. With the 30 s render lease, a dead render is queued
-    #: again within about a minute.
-    maintenance_seconds: int = 30
-    #: Seconds a rendering worker holds an export between progress reports; a dead worker's export
-    #: is taken over once this runs out.
-    export_lease_seconds: int = 30
+    #: that were recorded while Redis was down. With the 15 s render lease, a dead render is queued
+    #: again within about 30 s.
+    maintenance_seconds: int = 15
+    #: Seconds a render's lease lasts; a heartbeat renews it every third of this while the worker lives
+    #: (however rarely the renderer reports progress), so it only runs out when the worker died.
+    export_lease_seconds: int = 15
+    #: Seconds a stored file is kept after its last write even when no record refers to it: a writer
+    #: stores the bytes before it records them (a render or import job, up to an hour). Clean-up after
+    #: an import and `cli gc` delete unreferenced files only once they are older than this.
+    blob_grace_seconds: int = 3600
     #: Minutes without interaction after which a session is signed out and patient data hidden.
     idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
@@ -128,8 +136,9 @@ def load_settings(
         worker_monitoring_interval=int(get("WORKER_MONITORING_INTERVAL", "10") or 10),
         worker_maintenance_interval=int(get("WORKER_MAINTENANCE_INTERVAL", "30") or 30),
         worker_ttl=int(get("WORKER_TTL", "35") or 35),
-        maintenance_seconds=int(get("MAINTENANCE_SECONDS", "30") or 30),
-        export_lease_seconds=int(get("EXPORT_LEASE_SECONDS", "30") or 30),
+        maintenance_seconds=int(get("MAINTENANCE_SECONDS", "15") or 15),
+        export_lease_seconds=int(get("EXPORT_LEASE_SECONDS", "15") or 15),
+        blob_grace_seconds=int(get("BLOB_GRACE_SECONDS", "3600") or 3600),
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),

@@ -117,6 +117,17 @@ def render_demo_simulation(clinic_id: str, patient_id: str, treatment_id: str, i
     return render(svc, Actor(coordinator), patient_id, treatment_id, index=int(index), profile=profile)  # type: ignore[arg-type]
 
 
+def render_demo_photos(clinic_id: str, patient_id: str, profile: str) -> int:
+    """Render one demo patient's clinical photos as the clinic's coordinator (first-start seeding)."""
+    from core.demo.seed import render_demo_photos as render
+    from core.domain import Role
+    from core.permissions import Actor
+
+    svc = services()
+    coordinator = next(u for u in svc.infra.users.list(clinic_id) if u.role is Role.COORDINATOR)
+    return render(svc, Actor(coordinator), patient_id, profile=profile)  # type: ignore[arg-type]
+
+
 def ping(value: str) -> str:
     """A no-op job used by health checks and the launcher test to prove the queue round-trips."""
     return f"pong:{value}"

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 JOB_KINDS: dict[str, dict[str, Any]] = {
     "renditions": {"queue": "renditions", "timeout": 600, "retry": Retry(max=3, interval=[5, 15, 60])},
     "imports": {"queue": "imports", "timeout": 3600, "retry": Retry(max=2, interval=[10, 30])},
-    "demo": {"queue": "imports", "timeout": 1800, "retry": Retry(max=2, interval=[10, 30])},
+    "demo": {"queue": "background", "timeout": 1800, "retry": Retry(max=2, interval=[10, 30])},
     # Rendered exports: per-type timeouts (never RQ's 180 s default), retried after a crash.
     "export-video": {"queue": "exports", "timeout": 3600, "retry": Retry(max=2, interval=[5, 30])},
     "export-gif": {"queue": "exports", "timeout": 1800, "retry": Retry(max=2, interval=[5, 30])},

@@ -74,6 +74,7 @@ def fresh_env(servers: Servers, tmp_path: Path) -> dict[str, str]:
         "WORKER_MAINTENANCE_INTERVAL": "5",
         "MAINTENANCE_SECONDS": "5",
         "EXPORT_LEASE_SECONDS": "4",
+        "BLOB_GRACE_SECONDS": "0",  # clean-ups delete at once here; tests of the grace period set it
     }
     return values
 

@@ -47,6 +47,12 @@ def test_seeding_creates_users_of_every_role_patients_photos_and_versioned_simul
     assert seeded == sum(len(p.simulations) for c in demo_plan("mini") for p in c.patients)
     smile = infra.db.simulations.find_one({"simulationType": "SMILE_DESIGN"})
     assert smile["frameCount"] == 2
+    # The photos job (how `make run` seeds them) run again after a crash replaces, never adds.
+    from core.demo.seed import render_demo_photos
+
+    render_demo_photos(services, coordinator, patients[0].id, profile="mini")
+    again = infra.assets.list_for_patient(brightside, patients[0].id, kinds=[AssetKind.PHOTO])
+    assert len(again) == 6
 
 
 def test_the_demo_is_only_seeded_into_an_empty_database(services):

@@ -163,7 +163,12 @@ def _operations(counted: Counted) -> list[tuple[str, Callable[[], object], int]]
         ("exports.transition", lambda: infra.exports.transition(
             clinic, s["export"], from_states=(ExportState.RUNNING,), to=ExportState.QUEUED, lease_free_only=True),
          300),
-        ("exports.report_progress", lambda: infra.exports.report_progress(clinic, s["export"], 5, "x", 30), 150),
+        ("exports.claim", lambda: infra.exports.claim(clinic, s["export"], from_states=(ExportState.QUEUED,),
+                                                      token="t" * 32, lease_seconds=30), 300),  # 2 guards
+        ("exports.report_progress", lambda: infra.exports.report_progress(clinic, s["export"], 5, "x", 30,
+                                                                          token="t" * 32), 150),
+        ("exports.renew_lease", lambda: infra.exports.renew_lease(clinic, s["export"], token="t" * 32,
+                                                                  lease_seconds=30), 150),
         ("exports.request_cancel", lambda: infra.exports.request_cancel(clinic, s["export"]), 150),
         ("exports.create", lambda: infra.exports.create(
             clinic, simulation_id=s["sim"], export_type=ExportType.GIF, settings={}, frame_range=FrameRange(0, 0),

@@ -250,15 +250,17 @@ def test_wipe_reveals_predicted_left_of_the_divider(tmp_path: Path) -> None:
     assert has_plate(frames[30], "left") and not has_plate(frames[30], "right")
 
 
-def test_encoder_failure_and_timeout_raise_render_errors(tmp_path: Path) -> None:
+def test_encoder_failure_and_timeout_raise_render_errors(tmp_path: Path, caplog) -> None:
     raw = ["-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", "16x16", "-i", "pipe:0"]
     frame = np.zeros((16, 16), np.uint8)
     broken = FfmpegPipe([*raw, "-f", "no_such_muxer", file_url(tmp_path / "x")], timeout_s=30)
-    with pytest.raises(RenderError, match="video encoder failed"):
+    with pytest.raises(RenderError, match="encoder could not make this file") as failure:
         for _ in range(2000):  # ffmpeg exits at once; a write or the final wait reports it
             broken.write(frame)
         broken.finish()
     broken.abort()
+    assert "no_such_muxer" not in str(failure.value)  # the user gets a short message ...
+    assert "no_such_muxer" in caplog.text  # ... and the encoder's own words go to the log
     slow = FfmpegPipe([*raw, "-f", "null", "-"], timeout_s=0.3)
     time.sleep(0.6)  # the watchdog kills ffmpeg at the deadline
     with pytest.raises(RenderError, match="took longer than"):

@@ -7,10 +7,13 @@ simulation (`core.jobs.render_demo_simulation`), or inline with `inline=True` (C
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
+
+from bson import ObjectId
 
 from core.demo.arches import ArchCase, render_photo, render_stage
 from core.domain import AssetKind, Role, SimulationType
@@ -293,9 +296,17 @@ def seed_demo(
                 estimated_months=plan.months,
                 notes=plan.notes,
             )
-            _store_photos(services, coordinator, patient.id, plan, SIZES[profile])
+            if inline:
+                _store_photos(services, coordinator, patient.id, plan, SIZES[profile])
+            else:  # ~6 s of rendering per patient: a job, so the launcher is not busy for a minute
+                from core.queueing import enqueue
+
+                enqueue(infra.redis, "demo", "core.jobs.render_demo_photos", clinic.id, patient.id, profile,
+                        job_id=f"demo-photos-{patient.id}")
             progress(f"{clinic_plan.slug}: patient {plan.chart}")
-            for index, _sim in enumerate(plan.simulations):
+            # Cheapest first: the patient's smile design (two photos) is viewable within seconds, while
+            # a 40-stage, 5-view aligner plan takes minutes on two cores.
+            for index, _sim in sorted(enumerate(plan.simulations), key=lambda item: _frames_to_render(item[1])):
                 if inline:
                     render_demo_simulation(
                         services, coordinator, patient.id, treatment.id, index=index, profile=profile
@@ -320,6 +331,20 @@ def seed_demo(
     return count
 
 
+def _frames_to_render(sim: DemoSimulation) -> int:
+    """About how many frames a demo simulation's job renders (drafts keep to the first view)."""
+    return sim.stages * (len(sim.views) + max(0, sim.versions - 1))
+
+
+def render_demo_photos(services: Services, actor: Actor, patient_id: str, *, profile: Profile) -> int:
+    """Render and store one demo patient's clinical photos (a retried job rewrites the same records)."""
+    clinic = services.infra.clinics.get(actor.clinic_id)
+    chart = services.infra.patients.get(actor.clinic_id, patient_id).chartNumber
+    plan_patient, _sim = find_demo_simulation(clinic.slug, chart, 0, profile)
+    _store_photos(services, actor, patient_id, plan_patient, SIZES[profile])
+    return len(PHOTO_LABELS)
+
+
 def _store_photos(services: Services, actor: Actor, patient_id: str, plan: DemoPatient, size: RenderSize) -> None:
     infra = services.infra
     case = ArchCase(seed=plan.seed, crowding=plan.crowding)
@@ -340,9 +365,11 @@ def _store_photos(services: Services, actor: Actor, patient_id: str, plan: DemoP
                 height=image.height,
                 label=label,
                 tags=("before", kind),
+                # One id per patient and photo: a retried job replaces its records instead of adding more.
+                asset_id=ObjectId(hashlib.sha256(f"demo-photo:{patient_id}:{kind}".encode()).hexdigest()[:24]),
             )
         )
-    infra.assets.insert_many(actor.clinic_id, docs)
+    infra.assets.upsert_many(actor.clinic_id, docs)
 
 
 def render_demo_simulation(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
@@ -526,3 +526,55 @@ def _draw_draft(canvas: np.ndarray) -> None:
     height, width = canvas.shape[:2]
     layer = _draft_layer(width, height)
     _paste(canvas, layer, (width - layer.shape[1]) // 2, (height - layer.shape[0]) // 2)
+
+
+# --------------------------------------------------------------------------- many images, one caption set
+
+class CaptionLayer:
+    """`apply_overlays` for many images of one size whose overlays differ only in the stage label.
+
+    Everything but the stage label (stamp band, clinic and patient plates, date, DRAFT) is drawn once,
+    on black and on white: every overlay is an "over" blend, linear in the pixel below, so the two
+    give each pixel's own colour and how much of the picture shows through. Each image then costs one
+    blend over the rows the captions touch, plus its stage label's plate (measured at 1080p: ~3× less
+    than `apply_overlays`; pixels equal to its result within rounding, ±2).
+    """
+
+    def __init__(self, width: int, height: int, spec: OverlaySpec, *, reserved_top: int = 0) -> None:
+        self._spec = replace(spec, stage_label=None)
+        self._reserved_top = reserved_top
+        self._size = (width, height)
+        black = apply_overlays(np.zeros((height, width, 3), np.uint8), self._spec, reserved_top=reserved_top)
+        white = apply_overlays(np.full((height, width, 3), 255, np.uint8), self._spec, reserved_top=reserved_top)
+        through = white.astype(np.int16) - black.astype(np.int16)  # 255 × (1 − coverage)
+        changed = np.any((through != 255) | (black != 0), axis=2)
+        self._bands: list[tuple[slice, slice, np.ndarray, np.ndarray]] = []
+        rows = np.flatnonzero(changed.any(axis=1))
+        for run in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if rows.size else []:
+            r = slice(int(run[0]), int(run[-1]) + 1)
+            cols = np.flatnonzero(changed[r].any(axis=0))
+            c = slice(int(cols[0]), int(cols[-1]) + 1)
+            self._bands.append((r, c, np.clip(through[r, c], 0, 255).astype(np.uint16),
+                                black[r, c].astype(np.uint16)))
+
+    def apply(self, rgb: np.ndarray, stage_label: str | None = None) -> np.ndarray:
+        """A copy of `rgb` (of this layer's size) with the captions and this stage's label burned in."""
+        _check_rgb(rgb)
+        height, width = rgb.shape[:2]
+        if (width, height) != self._size:
+            raise ValidationError(f"This caption layer is for {self._size[0]} × {self._size[1]} images, "
+                                  f"not {width} × {height}.")
+        out = rgb.copy()
+        for r, c, through, own in self._bands:
+            region = out[r, c].astype(np.uint16)
+            region *= through
+            region += 127
+            region //= 255
+            region += own
+            out[r, c] = np.minimum(region, 255).astype(np.uint8)
+        if stage_label:
+            spec = replace(self._spec, stage_label=stage_label)
+            for item in _layout(width, height, spec, self._reserved_top):
+                if item.name == "stage":
+                    draw_plate(out, item.text, item.box[0], item.box[1], item.size, align="left")
+        return out

@@ -18,6 +18,7 @@ argv is always a list (no shell) holding only our own constants, numbers and tem
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import tempfile
 import threading
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigurationError
+from core.errors import ConfigurationError, StorageFullError, StudioError
 from core.rendering import RenderError
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +89,7 @@ class FfmpegPipe:
         try:
             stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
         except (OSError, ValueError) as error:  # BrokenPipe: ffmpeg exited (or was killed by the watchdog)
-            raise RenderError(self._failure("ffmpeg stopped reading frames")) from error
+            raise self._failure("ffmpeg stopped reading frames") from error
 
     def finish(self) -> None:
         """Close stdin, wait for ffmpeg to exit and raise RenderError if it failed."""
@@ -95,7 +98,7 @@ class FfmpegPipe:
         try:
             stdin.close()  # flushes the last bytes
         except OSError as error:
-            raise RenderError(self._failure("ffmpeg stopped reading frames")) from error
+            raise self._failure("ffmpeg stopped reading frames") from error
         try:
             code = self._proc.wait(timeout=max(0.1, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -103,7 +106,7 @@ class FfmpegPipe:
             code = self._proc.wait()
         self._watchdog.cancel()
         if code != 0:
-            raise RenderError(self._failure(f"ffmpeg exited with code {code}"))
+            raise self._failure(f"ffmpeg exited with code {code}")
         self._log.close()
 
     def abort(self) -> None:
@@ -117,14 +120,19 @@ class FfmpegPipe:
             self._proc.stdin.close()  # type: ignore[union-attr]
         self._log.close()
 
-    def _failure(self, what: str) -> str:
+    def _failure(self, what: str) -> StudioError:
+        """A short, actionable error for the user; ffmpeg's own last lines go to the log only."""
         if self._timed_out:
-            return (f"Encoding took longer than {self._timeout_s:.0f} s and was stopped; try a smaller preset or "
-                    "fewer stages.")
+            return RenderError(f"Encoding took longer than {self._timeout_s:.0f} s and was stopped; try a smaller "
+                               "preset or fewer stages.")
         with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
             self._proc.wait(timeout=5)
         tail = ""
         with contextlib.suppress(OSError, ValueError):
             self._log.seek(0)
             tail = self._log.read()[-1500:].decode("utf-8", "replace").strip()
-        return f"The video encoder failed ({what}). {tail or 'No error output.'}"
+        log.warning("ffmpeg failed (%s): %s", what, tail or "no error output")
+        if "No space left on device" in tail or "Disk quota exceeded" in tail:
+            return StorageFullError()
+        return RenderError("The encoder could not make this file (the details are in the worker's log). Try "
+                           "again; if it fails again, try a smaller size or fewer stages.")

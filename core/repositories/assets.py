@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,12 @@ from pymongo.database import Database
 from core.domain import AssetKind, ImagingAsset
 from core.errors import NotFoundError
 from core.repositories.base import Page, Repository, opt_oid, opt_str, sync_indexes, to_oid, utcnow
+
+#: Below every real ObjectId: `exportId > this` holds for each asset an export produced (a range the
+#: embedded server can prove from `exportId: X`, unlike `$type`/`$exists`; rule 7 in SECANTUS.md).
+log = logging.getLogger(__name__)
+_NO_EXPORT = ObjectId("0" * 24)
+_ONE_FILE_PER_EXPORT = "one_file_per_export"
 
 
 def _from_doc(doc: dict[str, Any]) -> ImagingAsset:
@@ -50,8 +57,37 @@ class AssetRepository(Repository):
                             ("createdAt", DESCENDING)]),
                 IndexModel([("clinicId", ASCENDING), ("simulationId", ASCENDING)]),
                 IndexModel([("sha256", ASCENDING)]),
+                # An export has at most one file record, whichever render attempt gets there first.
+                IndexModel([("exportId", ASCENDING)], name=_ONE_FILE_PER_EXPORT, unique=True,
+                           partialFilterExpression={"exportId": {"$gt": _NO_EXPORT}}),
             ],
+            before_build={_ONE_FILE_PER_EXPORT: cls._detach_duplicate_export_files},
         )
+
+    @classmethod
+    def _detach_duplicate_export_files(cls, db: Database) -> int:
+        """Before the unique index exists: keep one file record per export (the one the export links
+        to, else the oldest); the others lose their `exportId` (records and bytes are kept, and logged).
+
+        Databases written before fencing could hold two records for one export. One scan, once."""
+        col = db[cls.collection_name]
+        by_export: dict[ObjectId, list[dict[str, Any]]] = {}
+        for doc in col.find({"exportId": {"$gt": _NO_EXPORT}}, {"exportId": 1, "createdAt": 1}):
+            by_export.setdefault(doc["exportId"], []).append(doc)
+        detached = 0
+        for export_id, docs in by_export.items():
+            if len(docs) < 2:
+                continue
+            export = db["simulation_exports"].find_one({"_id": export_id}) or {}
+            linked = {str(v).removeprefix("asset://") for k, v in export.items() if k.endswith("Url") and v}
+            docs.sort(key=lambda d: (str(d["_id"]) not in linked, d["createdAt"]))
+            extra = [d["_id"] for d in docs[1:]]
+            col.update_many({"_id": {"$in": extra}}, {"$set": {"exportId": None, "details.duplicateOfExport":
+                                                                export_id}})
+            detached += len(extra)
+        if detached:
+            log.warning("detached %d duplicate export file record(s) before adding the unique index", detached)
+        return detached
 
     @staticmethod
     def new_document(
@@ -99,6 +135,12 @@ class AssetRepository(Repository):
         if docs:
             self._col.insert_many(docs, ordered=True, session=session)
         return [_from_doc(d) for d in docs]
+
+    def insert(self, clinic_id: str, doc: dict[str, Any], *, session: ClientSession | None = None) -> ImagingAsset:
+        """Insert one asset; DuplicateKeyError when its export already has a file record."""
+        self._check_scope(clinic_id, [doc])
+        self._col.insert_one(doc, session=session)
+        return _from_doc(doc)
 
     def upsert_many(self, clinic_id: str, docs: list[dict[str, Any]]) -> None:
         """Insert docs whose `_id` is deterministic; a retried job rewrites instead of duplicating."""

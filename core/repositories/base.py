@@ -48,8 +48,12 @@ CLOCK_SKEW = timedelta(days=1)
 MAX_PAGE = 1000
 
 
-def sync_indexes(collection: Collection, models: Sequence[IndexModel], *, obsolete: Sequence[str] = ()) -> list[str]:
+def sync_indexes(collection: Collection, models: Sequence[IndexModel], *, obsolete: Sequence[str] = (),
+                 before_build: Mapping[str, Callable[[Database], Any]] | None = None) -> list[str]:
     """Make the collection's indexes what the repository declares; returns the names (re)built.
+
+    `before_build[name](db)` runs just before that index is built (e.g. to resolve duplicates an
+    older release could write, before a unique index forbids them).
 
     Existing indexes with the same name and options cost one `listIndexes` (no rebuild), so start-up
     stays fast on a large database. An index whose options changed is dropped and rebuilt, and indexes
@@ -71,6 +75,10 @@ def sync_indexes(collection: Collection, models: Sequence[IndexModel], *, obsole
             collection.drop_index(wanted["name"])
         build.append(model)
     if build:
+        for model in build:
+            prepare = (before_build or {}).get(model.document["name"])
+            if prepare is not None:
+                prepare(collection.database)
         started = time.monotonic()
         collection.create_indexes(build)
         log.info("built %d index(es) on %s in %.1f s", len(build), collection.name, time.monotonic() - started)

@@ -101,25 +101,30 @@ class ExportRepository(Repository):
             "cancelRequested": False,
             "updatedAt": utcnow(),
             "leaseUntil": None,
+            "leaseToken": None,
             **{f: (urls or {}).get(f) for f in _URL_FIELDS},
         }
         self._col.insert_one(doc, session=session)
         return _from_doc(doc)
 
     def transition(self, clinic_id: str, export_id: str, *, from_states: tuple[ExportState, ...], to: ExportState,
-                   lease_free_only: bool = False, lease_seconds: int | None = None,
+                   lease_free_only: bool = False, lease_seconds: int | None = None, token: str | None = None,
                    session: ClientSession | None = None, **fields: Any) -> SimulationExport | None:
-        """Move to `to` only from `from_states` (and, with lease_free_only, when no live worker holds it).
+        """Move to `to` only from `from_states` (and, with lease_free_only, when no live worker holds it;
+        with `token`, only while that render attempt still holds the lease).
 
         Returns None when the guard did not match (another request or worker got there first).
         """
         now = utcnow()
         guard: dict[str, Any] = {"state": {"$in": [s.value for s in from_states]}}
+        if token is not None:
+            guard["leaseToken"] = token
         updates: dict[str, Any] = {"state": to.value, "updatedAt": now, **fields}
         if lease_seconds is not None:
             updates["leaseUntil"] = now + timedelta(seconds=lease_seconds)
         elif to in (ExportState.DONE, ExportState.FAILED, ExportState.CANCELLED, ExportState.QUEUED):
             updates["leaseUntil"] = None
+            updates["leaseToken"] = None
         # "No live lease" is two guards, tried in turn: no `$or`, which the embedded server scans for.
         leases = ({"leaseUntil": None}, {"leaseUntil": {"$lt": now}}) if lease_free_only else ({},)
         for lease in leases:
@@ -129,14 +134,43 @@ class ExportRepository(Repository):
                 return _from_doc(doc)
         return None
 
-    def report_progress(self, clinic_id: str, export_id: str, percent: int, step: str, lease_seconds: int) -> bool:
-        """Record progress and renew the lease; False when a cancel was requested."""
+    def claim(self, clinic_id: str, export_id: str, *, from_states: tuple[ExportState, ...], token: str,
+              lease_seconds: int) -> SimulationExport | None:
+        """Start a render attempt: RUNNING under a new lease `token`, if no live attempt holds the export.
+
+        `attempts` grows here and only here, so it counts real attempts (a re-queue is not one).
+        None when another attempt holds a live lease or the export left `from_states`.
+        """
+        now = utcnow()
+        update = {"$set": {"state": ExportState.RUNNING.value, "leaseToken": token, "progress": 0,
+                           "step": "starting", "updatedAt": now,
+                           "leaseUntil": now + timedelta(seconds=lease_seconds)},
+                  "$inc": {"attempts": 1}}
+        states = {"state": {"$in": [s.value for s in from_states]}}
+        # "No live lease" is two guards, tried in turn: no `$or`, which the embedded server scans for.
+        for lease in ({"leaseUntil": None}, {"leaseUntil": {"$lt": now}}):
+            doc = self._update_by_id(clinic_id, export_id, update, guard={**states, **lease})
+            if doc is not None:
+                return _from_doc(doc)
+        return None
+
+    def report_progress(self, clinic_id: str, export_id: str, percent: int, step: str, lease_seconds: int, *,
+                        token: str) -> bool:
+        """Record progress and renew the lease; False when a cancel was requested or the lease was lost."""
         now = utcnow()
         doc = self._update_by_id(
             clinic_id, export_id,
             {"$set": {"progress": int(percent), "step": step, "updatedAt": now,
                       "leaseUntil": now + timedelta(seconds=lease_seconds)}},
-            guard={"state": ExportState.RUNNING.value}, projection={"cancelRequested": 1})
+            guard={"state": ExportState.RUNNING.value, "leaseToken": token}, projection={"cancelRequested": 1})
+        return doc is not None and not doc.get("cancelRequested", False)
+
+    def renew_lease(self, clinic_id: str, export_id: str, *, token: str, lease_seconds: int) -> bool:
+        """The heartbeat: extend the attempt's lease (progress untouched). False when the attempt no
+        longer holds the export (taken over, finished elsewhere) or a cancel was requested."""
+        doc = self._update_by_id(
+            clinic_id, export_id, {"$set": {"leaseUntil": utcnow() + timedelta(seconds=lease_seconds)}},
+            guard={"state": ExportState.RUNNING.value, "leaseToken": token}, projection={"cancelRequested": 1})
         return doc is not None and not doc.get("cancelRequested", False)
 
     def request_cancel(self, clinic_id: str, export_id: str) -> None:

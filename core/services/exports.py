@@ -4,8 +4,14 @@ The page asks `request`: the spec is validated, a `SimulationExport` is recorded
 when Redis is down) and a job whose only argument is the export id is queued. Identical requests
 (same version, type and settings) attach to the existing export — the unique request key makes that
 hold under double clicks in two tabs. The job re-checks permission and clinic scope, renders to a
-temp file, and commits the asset and the export record in one transaction. A lease, renewed with
-every progress report, lets the maintenance job spot a render whose worker died and queue it again.
+temp file, and commits the asset and the export record in one transaction.
+
+Fencing: each render attempt claims the export under a fresh lease token. A heartbeat thread renews
+the lease every third of its time, whatever the renderer's progress granularity, so a slow but live
+render is never taken over; the maintenance job queues an export again only once its lease ran out
+(a dead worker). Progress, the heartbeat, failure and the final commit all match on the token, and
+the commit moves the export to DONE in the same transaction as it inserts the file record: an
+attempt that was superseded adds nothing. A unique index on the asset's `exportId` backs that up.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -24,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from bson import ObjectId
 from pymongo.client_session import ClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from core.blobs import release_blobs
 from core.domain import (
     VIEW_LABELS,
     AssetKind,
@@ -38,10 +47,17 @@ from core.domain import (
     SimulationExport,
     TreatmentSimulation,
 )
-from core.errors import NotFoundError, ServiceUnavailableError, StudioError, ValidationError
+from core.errors import (
+    NotFoundError,
+    ServiceUnavailableError,
+    StorageFullError,
+    StudioError,
+    ValidationError,
+    is_disk_full,
+)
 from core.imaging import decode_rgb
 from core.imaging.compose import fit
-from core.imaging.overlays import OverlaySpec, apply_overlays
+from core.imaging.overlays import CaptionLayer, OverlaySpec, apply_overlays
 from core.infra import Infrastructure
 from core.permissions import Actor
 from core.privacy import caption_level, output_context, patient_caption
@@ -252,7 +268,7 @@ class ExportService(ServiceBase):
 
         try:
             enqueue(self._infra.redis, f"export-{export.exportType.value.lower()}", render_export, export.clinicId,
-                    export.id, job_id=f"export-{export.id}-a{export.attempts}")
+                    export.id, job_id=f"export-{export.id}-{uuid.uuid4().hex[:8]}")  # one RQ job per queueing
         except ServiceUnavailableError:
             log.warning("export %s recorded as pending: Redis unreachable", export.id)
             pending = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.QUEUED,),
@@ -329,7 +345,7 @@ class ExportService(ServiceBase):
         for export in self._infra.exports.in_states(clinic_id, (ExportState.PENDING, ExportState.RUNNING)):
             again = self._infra.exports.transition(
                 clinic_id, export.id, from_states=(ExportState.PENDING, ExportState.RUNNING), to=ExportState.QUEUED,
-                lease_free_only=True, step="queued again", attempts=export.attempts + 1)
+                lease_free_only=True, step="queued again")
             if again is not None:
                 self._enqueue(again)
                 queued += 1
@@ -340,40 +356,50 @@ class ExportService(ServiceBase):
         export = self._infra.exports.get(clinic_id, export_id)  # scoped: a forged id of another clinic is not found
         if export.state in (ExportState.DONE, ExportState.CANCELLED):
             return export
-        claimed = self._claim(export)
-        if claimed is None:
+        lease = self._claim(export)
+        if lease is None:
             return self._infra.exports.get(clinic_id, export_id)  # another execution holds it
+        claimed = lease.export
         try:
             actor = Actor(self._infra.users.get(clinic_id, export.createdBy))
             actor.require(Permission.IMAGING_EXPORT)  # revoked since the request: refuse in the worker too
             sim = self._infra.simulations.get(clinic_id, export.simulationId)
             request = RenderRequest.from_settings({k: v for k, v in export.settings.items()
                                                    if k not in ("approved", "clinic")})
-            return self._render(actor, sim, claimed, request)
+            return self._render(actor, sim, claimed, request, lease)
         except StudioError as exc:
-            return self._finish_failed(claimed, str(exc))
+            return self._finish_failed(claimed, str(exc), lease.token)
         except Exception as exc:
+            if is_disk_full(exc):  # e.g. the PDF or ZIP writer: as short a message as the encoder's
+                log.warning("export %s: the disk is full (%s)", export_id, exc)
+                return self._finish_failed(claimed, str(StorageFullError()), lease.token)
             log.error("export %s: render failed (%s)", export_id, type(exc).__name__)
             if final_attempt:
                 self._finish_failed(claimed, "The render failed unexpectedly. Try again; if it keeps failing, "
-                                             "contact support with the export id.")
+                                             "contact support with the export id.", lease.token)
             else:
                 self._infra.exports.transition(clinic_id, export_id, from_states=(ExportState.RUNNING,),
-                                               to=ExportState.QUEUED, step="retrying after an error")
+                                               to=ExportState.QUEUED, step="retrying after an error",
+                                               token=lease.token)
             raise
+        finally:
+            lease.stop()
 
-    def _claim(self, export: SimulationExport) -> SimulationExport | None:
+    def _claim(self, export: SimulationExport) -> _Lease | None:
+        """Claim the export for this attempt and start its heartbeat; None when another attempt holds it."""
+        token = uuid.uuid4().hex
         deadline = time.monotonic() + self._lease + 5
         while True:
-            claimed = self._infra.exports.transition(
-                export.clinicId, export.id, from_states=ACTIVE_STATES, to=ExportState.RUNNING, lease_free_only=True,
-                lease_seconds=self._lease, progress=0, step="starting", attempts=export.attempts + 1)
-            if claimed is not None or time.monotonic() > deadline:
-                return claimed
+            claimed = self._infra.exports.claim(export.clinicId, export.id, from_states=ACTIVE_STATES, token=token,
+                                                lease_seconds=self._lease)
+            if claimed is not None:
+                return _Lease(self._infra.exports, claimed, token, self._lease).start()
+            if time.monotonic() > deadline:
+                return None
             time.sleep(1)  # a killed predecessor's lease runs out within the lease time
 
     def _render(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport,
-                request: RenderRequest) -> SimulationExport:
+                request: RenderRequest, lease: _Lease) -> SimulationExport:
         from core.rendering import RenderCancelled
 
         tmp_dir = self._infra.settings.data_dir / "tmp"
@@ -393,20 +419,21 @@ class ExportService(ServiceBase):
                 return
             last_report = now
             if not self._infra.exports.report_progress(export.clinicId, export.id, round(100 * fraction), step,
-                                                       self._lease):
+                                                       self._lease, token=lease.token):
                 stopped = True
 
         try:
-            facts = self._produce(actor, sim, request, tmp, progress=progress, cancelled=lambda: stopped)
+            facts = self._produce(actor, sim, request, tmp, progress=progress,
+                                  cancelled=lambda: stopped or lease.stopped)
         except RenderCancelled:
             tmp.unlink(missing_ok=True)
             done = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
-                                                  to=ExportState.CANCELLED, step="cancelled")
-            return done or export
+                                                  to=ExportState.CANCELLED, step="cancelled", token=lease.token)
+            return done or self._infra.exports.get(export.clinicId, export.id)  # superseded: not ours to end
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self._commit(actor, sim, export, request, tmp=tmp, extension=extension, facts=facts)
+        return self._commit(actor, sim, export, request, tmp=tmp, extension=extension, facts=facts, lease=lease)
 
     @staticmethod
     def _extension(request: RenderRequest) -> str:
@@ -419,10 +446,13 @@ class ExportService(ServiceBase):
         return {ExportType.GIF: "gif", ExportType.PDF: "pdf", ExportType.ASSETS: "zip"}[request.export_type]
 
     def _commit(self, actor: Actor, sim: TreatmentSimulation, export: SimulationExport, request: RenderRequest, *,
-                tmp: Path, extension: str, facts: dict[str, Any]) -> SimulationExport:
+                tmp: Path, extension: str, facts: dict[str, Any], lease: _Lease) -> SimulationExport:
         data = tmp.read_bytes()
         blob = self._infra.store.put(data)
         tmp.unlink(missing_ok=True)
+        # The heartbeat stops before the transaction (which must not race its own lease renewals); the
+        # commit is fenced by the token, not by the lease time, so a late commit is refused, never doubled.
+        lease.stop()
         asset_id = ObjectId()
         asset_doc = self._infra.assets.new_document(
             actor.clinic_id, patient_id=sim.patientId, kind=AssetKind.EXPORT, content_type=CONTENT_TYPES[extension],
@@ -432,15 +462,22 @@ class ExportService(ServiceBase):
             details={"simulationVersion": sim.version, "approved": sim.isApproved, **facts})
 
         def write(session: ClientSession) -> SimulationExport | None:
-            self._infra.assets.insert_many(actor.clinic_id, [asset_doc], session=session)
-            return self._infra.exports.transition(
+            # Compare-and-set on the token first: a superseded attempt stops here, before any insert.
+            done = self._infra.exports.transition(
                 actor.clinic_id, export.id, from_states=(ExportState.RUNNING,), to=ExportState.DONE, progress=100,
-                step="done", error=None, session=session, **{URL_FIELDS[request.export_type]: f"asset://{asset_id}"})
+                step="done", error=None, token=lease.token, session=session,
+                **{URL_FIELDS[request.export_type]: f"asset://{asset_id}"})
+            if done is not None:
+                self._infra.assets.insert(actor.clinic_id, asset_doc, session=session)
+            return done
 
-        done = self._infra.transaction(write)
+        try:
+            done = self._infra.transaction(write)
+        except DuplicateKeyError:  # another attempt's file record exists (the unique index): keep that one
+            log.warning("export %s: a file record already exists; this attempt's file is discarded", export.id)
+            done = None
         if done is None:  # cancelled or taken over meanwhile: nothing was committed
-            if not self._infra.assets.sha256_in_use(blob.sha256):
-                self._infra.store.delete(blob.sha256)
+            release_blobs(self._infra, [blob.sha256])  # another attempt's identical file may share it
             return self._infra.exports.get(actor.clinic_id, export.id)
         self._infra.audit.append(actor.clinic_id, action="export.completed", user_id=export.createdBy,
                                  role=actor.role.value, patient_id=sim.patientId, simulation_id=sim.id,
@@ -459,14 +496,16 @@ class ExportService(ServiceBase):
         except Exception:  # never undo or retry a finished render because a notification could not be queued
             log.exception("export %s: %s notification not recorded", export.id, event)
 
-    def _finish_failed(self, export: SimulationExport, reason: str) -> SimulationExport:
+    def _finish_failed(self, export: SimulationExport, reason: str, token: str) -> SimulationExport:
         failed = self._infra.exports.transition(export.clinicId, export.id, from_states=(ExportState.RUNNING,),
-                                                to=ExportState.FAILED, error=reason, step="failed")
+                                                to=ExportState.FAILED, error=reason, step="failed", token=token)
+        if failed is None:  # superseded by another attempt: its outcome stands
+            return self._infra.exports.get(export.clinicId, export.id)
         self._infra.audit.append(export.clinicId, action="export.failed", outcome="failed", user_id=export.createdBy,
                                  simulation_id=export.simulationId,
                                  details={"type": export.exportType.value, "exportId": export.id})
-        self._tell("export.failed", failed or export)
-        return failed or export
+        self._tell("export.failed", failed)
+        return failed
 
     # --- producing the file -------------------------------------------------------------------------------
     def _produce(self, actor: Actor, sim: TreatmentSimulation, request: RenderRequest, out: Path, *,
@@ -496,11 +535,14 @@ class ExportService(ServiceBase):
         def pixels(index: int) -> np.ndarray:
             return decode_rgb(self._infra.store.get(assets[frames[index].assetId].sha256))
 
-        def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
-            from core.imaging.overlays import apply_overlays
+        layers: dict[tuple[int, int], CaptionLayer] = {}
 
-            label = stage_label(frames[stage]) if request.overlays.stage_label else None
-            return apply_overlays(rgb, replace(captions, stage_label=label))
+        def overlay(rgb: np.ndarray, stage: int) -> np.ndarray:
+            """The stage's captions; what repeats is drawn once per size (a GIF tries a few sizes)."""
+            size = (rgb.shape[1], rgb.shape[0])
+            if size not in layers:
+                layers[size] = CaptionLayer(*size, captions)
+            return layers[size].apply(rgb, stage_label(frames[stage]) if request.overlays.stage_label else None)
 
         if request.export_type is ExportType.VIDEO:
             from core.rendering.video import render_video, render_wipe
@@ -514,9 +556,18 @@ class ExportService(ServiceBase):
                 result = render_wipe(before, after, spec, out, overlay=lambda rgb, _half: apply_overlays(rgb, halves))
             else:
                 # Fit and caption each stage on the decode threads, ahead of the encoder (the renderer
-                # would do the same per stage, but on the thread that feeds ffmpeg).
+                # would do the same per stage, but on the thread that feeds ffmpeg). The captions other
+                # than the stage label are the same on every stage: drawn once (CaptionLayer), blended per stage.
                 size = spec.output_size
-                ready = _LazySource(len(frames), lambda i: overlay(fit(pixels(i), size, spec.background), i))
+                layer = CaptionLayer(*size, captions)
+
+                def captioned(i: int) -> np.ndarray:
+                    rgb = pixels(i)
+                    if rgb.shape[:2] != (size[1], size[0]):  # stored at the output size: no copy needed
+                        rgb = fit(rgb, size, spec.background)
+                    return layer.apply(rgb, stage_label(frames[i]) if request.overlays.stage_label else None)
+
+                ready = _LazySource(len(frames), captioned)
                 try:
                     result = render_video(ready, spec, out, progress=progress, cancelled=cancelled)
                 finally:
@@ -658,6 +709,45 @@ class ExportService(ServiceBase):
         frame = sim.frames[predicted[-1]]
         after = decode_rgb(self._infra.store.get(self._infra.assets.get(actor.clinic_id, frame.assetId).sha256))
         return np.ascontiguousarray(pixels), after
+
+
+class _Lease:
+    """One render attempt's hold on an export: its token, and a heartbeat thread that renews the lease
+    every third of the lease time, independent of how often the renderer reports progress.
+
+    `stopped` turns True when the attempt lost the export (taken over after a stall, or finished
+    elsewhere) or a cancel was requested; the renderer then stops at its next cancellation check.
+    """
+
+    def __init__(self, exports: Any, export: SimulationExport, token: str, seconds: int) -> None:
+        self.export = export
+        self.token = token
+        self.stopped = False
+        self._exports = exports
+        self._seconds = seconds
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="export-lease", daemon=True)
+
+    def start(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._halt.wait(max(0.5, self._seconds / 3)):
+            try:
+                held = self._exports.renew_lease(self.export.clinicId, self.export.id, token=self.token,
+                                                 lease_seconds=self._seconds)
+            except PyMongoError as exc:  # the database is briefly away: beat again; the lease may run out
+                log.warning("export %s: lease renewal failed (%s)", self.export.id, type(exc).__name__)
+                continue
+            if not held and not self._halt.is_set():
+                self.stopped = True
+                return
 
 
 class _LazySource:

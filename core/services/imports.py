@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from bson import ObjectId
 
+from core.blobs import release_blobs
 from core.domain import (
     AssetKind,
     ImportCandidate,
@@ -428,17 +429,14 @@ class ImportService(ServiceBase):
 
     def _discard_unused(self, docs: Sequence[dict[str, Any]]) -> None:
         """Delete the stored files of asset documents that were never saved (the version failed)."""
-        for sha in {d["sha256"] for d in docs}:
-            if not self._infra.assets.sha256_in_use(sha) and not self._infra.imports.sha256_in_use(sha):
-                self._infra.store.delete(sha)
+        release_blobs(self._infra, (d["sha256"] for d in docs))
 
     def _discard(self, record: SimulationImport) -> None:
-        """Delete staged blobs no live import and no gallery record needs any more."""
+        """Delete staged blobs no record needs any more (the one rule of `core.blobs`: a thumbnail the
+        renditions job is storing right now, byte-identical to a candidate's, is young and so kept)."""
         shas = {f.sha256 for f in record.files}
         shas |= {c.sha256 for c in record.candidates} | {c.thumbSha256 for c in record.candidates}
-        for sha in shas:
-            if not self._infra.assets.sha256_in_use(sha) and not self._infra.imports.sha256_in_use(sha):
-                self._infra.store.delete(sha)
+        release_blobs(self._infra, shas)
 
 
 #: What the analysis records for the coordinator (who the export names, the proposed patients,

@@ -12,6 +12,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.client_session import ClientSession
 
+from core.blobs import release_blobs
 from core.domain import (
     AssetKind,
     Frame,
@@ -287,9 +288,7 @@ class SimulationService(ServiceBase):
             seen.add(key)
 
     def _discard_blobs(self, sha256s: Sequence[str]) -> None:
-        for sha in set(sha256s):
-            if not self._infra.assets.sha256_in_use(sha):
-                self._infra.store.delete(sha)
+        release_blobs(self._infra, sha256s)
 
     # --- modifications (recorded in the audit trail, shown as the series' history) -----------------
     def rename(self, actor: Actor, simulation_id: str, name: str) -> TreatmentSimulation:

@@ -25,6 +25,7 @@ from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
+from core.blobs import release_blobs
 from core.domain import (
     CLINICAL_VIEWS,
     VIEW_LABELS,
@@ -403,8 +404,7 @@ class VisualService(ServiceBase):
         try:
             export = self._infra.transaction(write)
         except DuplicateKeyError:  # an identical request won the race (double click, two tabs)
-            if not self._infra.assets.sha256_in_use(blob.sha256):
-                self._infra.store.delete(blob.sha256)
+            release_blobs(self._infra, [blob.sha256])
             existing = self._infra.exports.find_by_request_key(actor.clinic_id, request_key)
             if existing is None:
                 raise
