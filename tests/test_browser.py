@@ -56,7 +56,7 @@ def test_a_coordinator_signs_in_opens_a_patient_and_scrubs_frames(app_url, page,
     expect(page.get_by_role("heading", name="Simulation")).to_be_visible()
     page.get_by_test_id("stSelectbox").filter(has_text="Simulation").click()
     page.get_by_role("option", name="ClinCheck upper & lower · v2").click()
-    expect(page.get_by_text("Stage 0 of 3")).to_be_visible()
+    expect(page.get_by_role("heading", name="Start")).to_be_visible()
     first_src = page.get_by_test_id("stImage").first.locator("img").get_attribute("src")
     slider = page.get_by_role("slider", name="Stage", exact=False).last
     slider.focus()

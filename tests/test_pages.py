@@ -111,7 +111,7 @@ def test_the_frame_slider_changes_the_shown_frame(app_env, world):
     at.switch_page("pages/simulation.py").run()
     assert not at.exception
     first = _shown_image(at)
-    assert any("Stage 0 of 4" in m.value for m in at.markdown)
+    assert any("### Start" in m.value for m in at.markdown)
 
     at.slider[0].set_value(3).run()
     assert any("Stage 3 of 4" in m.value for m in at.markdown)

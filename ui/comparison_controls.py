@@ -9,6 +9,7 @@ from core.imaging.align import Alignment
 from core.imaging.compose import ComparisonSpec
 from core.permissions import Actor
 from core.services.visuals import BeforeRef
+from core.stages import stage_name
 from core.text import printable
 from ui.context import services
 
@@ -49,10 +50,10 @@ def stage_picker(sim: TreatmentSimulation, *, grid: bool) -> tuple[int, ...]:
     if grid:
         defaults = sorted({stages[len(stages) // 3], stages[2 * len(stages) // 3], stages[-1]})
         chosen = st.multiselect("Stages", stages, default=defaults, key=f"grid-{sim.id}",
-                                format_func=lambda s: f"Stage {s}") or [stages[-1]]
+                                format_func=stage_name) or [stages[-1]]
         return tuple(by_stage[s] for s in sorted(chosen))
     stage = st.select_slider("Predicted stage", stages, value=stages[-1], key=f"pred-{sim.id}",
-                             format_func=lambda s: f"Stage {s}")
+                             format_func=stage_name)
     return (by_stage[stage],)
 
 
@@ -71,9 +72,14 @@ def alignment_controls(actor: Actor, sim: TreatmentSimulation, before: BeforeRef
             st.rerun()
         confidence = st.session_state.get(keys["confidence"])
         if confidence is not None:
-            (st.success if confidence >= 0.5 else st.warning)(
-                f"Automatic alignment confidence: {confidence:.0%}"
-                + ("" if confidence >= 0.5 else " — check it and adjust by hand."))
+            if confidence >= 0.5:
+                st.success(f"Automatic alignment confidence: {confidence:.0%}")
+            else:
+                st.warning(f"Automatic alignment is unsure ({confidence:.0%}): it matches the two pictures by "
+                           "their outlines and found too few shared features (different view, lighting, "
+                           "retractors or crop). Next step: set scale, rotation and shift below by hand, or "
+                           "choose a before photo taken from the same view as the simulation.",
+                           icon=":material/help:")
         scale = st.slider("Scale", 0.5, 2.0, step=0.01, key=keys["scale"])
         rotation = st.slider("Rotate (°)", -30.0, 30.0, step=0.1, key=keys["rotation"])
         dx = st.slider("Offset x (px)", -600.0, 600.0, step=1.0, key=keys["dx"])

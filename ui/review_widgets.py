@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.domain import TreatmentSimulation
 from core.permissions import Actor
+from core.stages import stage_of
 from ui.context import services
 from ui.text import md
 
@@ -25,7 +26,7 @@ def version_comparison(actor: Actor, sim: TreatmentSimulation) -> None:
     for col, version, frames in ((left, previous, theirs), (right, sim, mine)):
         frame = frames[min(stage, len(frames) - 1)]
         col.image(services().simulations.frame_images(actor, version, [frame], "display")[0],
-                  caption=f"v{version.version} · stage {frame.stage} of {frames[-1].stage}", width="stretch")
+                  caption=f"v{version.version} · {stage_of(frame.stage, frames[-1].stage)}", width="stretch")
     st.markdown(f"**Modifications from v{previous.version}**")
     for line in services().simulations.differences(previous, sim):
         st.markdown(f"- {md(line)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import VIEW_LABELS, RenditionState, TreatmentSimulation
+from core.domain import RenditionState, TreatmentSimulation, view_label
 from core.permissions import Actor
+from core.stages import stage_name, stage_of
 from ui.context import services
 
 SPEEDS = {"0.5×": 1.0, "1×": 0.5, "2×": 0.25, "4×": 0.125}
@@ -97,7 +98,7 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     view = views[0]
     if len(views) > 1:
         view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
-                                    format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
+                                    format_func=view_label) or views[0]
     frames = sim.frames_for_view(view)
     key = _frame_key(sim, view)
     play_key = f"playing-{sim.id}"
@@ -115,14 +116,14 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
         index = advance(key, play_key, last)
         frame = frames[index]
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
-        st.markdown(f"### Stage {frame.stage} of {frames[-1].stage}")
-        st.image(images[index], caption=f"{VIEW_LABELS.get(view, view.title())} · v{sim.version}",
+        st.markdown(f"### {stage_of(frame.stage, frames[-1].stage)}")
+        st.image(images[index], caption=f"{view_label(view)} · v{sim.version}",
                  width="stretch")
         start = max(0, min(index - STRIP // 2, len(frames) - STRIP))
         strip = st.columns(STRIP)
         for col, i in zip(strip, range(start, min(len(frames), start + STRIP)), strict=False):
             col.image(thumbs[i], width="stretch")
-            col.button(f"{frames[i].stage}", key=f"thumb-{key}-{i}", on_click=to, args=(i,),
-                       type="primary" if i == index else "secondary", width="stretch")
+            col.button(stage_name(frames[i].stage).removeprefix("Stage "), key=f"thumb-{key}-{i}", on_click=to,
+                       args=(i,), type="primary" if i == index else "secondary", width="stretch")
 
     stage()

@@ -10,6 +10,7 @@ from core.domain import Patient, TreatmentSimulation
 from core.errors import StudioError
 from core.permissions import Actor
 from core.services.patients import SimulationSeries
+from core.stages import stage_count_text
 from ui.context import PATIENT_KEY, SIMULATION_KEY, services
 from ui.paging import page_controls, page_cursor
 from ui.text import md
@@ -107,7 +108,8 @@ def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
         f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(sim.sourceId)}' if sim.sourceId else ''}  \n"
         f"**Treatment:** {md(context.treatment.name) if context.treatment else '–'}  \n"
         f"**Scan:** {sim.scanId or 'not linked'}  \n"
-        f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
+        f"**Stages:** {stage_count_text(f.stage for f in sim.frames) if sim.frames else sim.stage_count}"
+        f" · **Frames:** {sim.frameCount}  \n"
         f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC"
     )
     for when, who, comment in services().review.change_requests(actor, sim.id):

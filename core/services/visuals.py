@@ -53,6 +53,7 @@ from core.privacy import caption_level, output_context, patient_caption
 from core.repositories.base import Page
 from core.services.approval import patient_ready
 from core.services.base import ServiceBase
+from core.stages import stage_of
 
 PATIENT_TEXT = ("none", "initials", "full")
 GALLERY_KINDS = (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.EXPORT)
@@ -249,7 +250,7 @@ class VisualService(ServiceBase):
         if sim.simulationType is SimulationType.SMILE_DESIGN:
             return frame.label or ("Before" if frame.stage == 0 else "Predicted")
         last = max(f.stage for f in sim.frames)
-        return f"Stage {frame.stage} of {last}"
+        return stage_of(frame.stage, last)
 
     @staticmethod
     def _preview_size(output: OutputSpec) -> tuple[int, int]:
