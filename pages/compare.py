@@ -7,6 +7,7 @@ from core.errors import StudioError
 from core.services.visuals import BeforeRef, ComparisonRequest, Guides
 from ui.comparison_controls import alignment_controls, before_picker, layout_controls, stage_picker
 from ui.context import require_actor, services, show_error
+from ui.deep_links import copy_link
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.widgets import patient_picker, simulation_picker
 
@@ -18,6 +19,7 @@ try:
     sim = simulation_picker(actor, patient) if patient else None
     if sim is None:
         st.stop()
+    copy_link("compare")
     comparison, outcome = st.tabs(["Before / predicted", "Outcome card"])
     with comparison:
         controls, preview = st.columns([2, 3])

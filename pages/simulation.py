@@ -6,6 +6,7 @@ from core.domain import Permission
 from core.errors import StudioError
 from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
+from ui.deep_links import copy_link
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.manage import history, manage
 from ui.mesh_viewer import mesh_exports, mesh_viewer, viewer_mode
@@ -24,6 +25,7 @@ try:
         st.stop()
     main, side = st.columns([4, 1])
     with side:
+        copy_link("simulation")
         simulation_summary(actor, sim)
         # Toggles, not popovers: a popover's body runs on every rerun even while it is closed.
         if st.toggle("Edit", key="edit-open"):

@@ -12,6 +12,7 @@ from core.services.visuals import BeforeRef
 from core.stages import stage_name
 from core.text import printable
 from ui.context import services
+from ui.deep_links import from_url, link_not_found, to_url
 
 LAYOUT_LABELS = {"side_by_side": "Side by side", "stacked": "Stacked", "split": "Split",
                  "blend": "Blend", "grid": "Stage grid"}
@@ -25,7 +26,13 @@ def before_picker(actor: Actor, sim: TreatmentSimulation, patient_id: str) -> Be
     kinds = {AssetKind.PHOTO: "Photo", AssetKind.SCAN: "Scan picture"}
     labels = {"first-frame": "First frame of this simulation",
               **{a.id: f"{kinds[a.kind]} · {printable(a.label or a.createdAt.strftime('%Y-%m-%d'))}" for a in photos}}
+    if (linked := from_url("before")) is not None:
+        if linked in options:
+            st.session_state[f"before-{sim.id}"] = linked
+        else:
+            link_not_found()
     choice = st.selectbox("Before", options, format_func=labels.__getitem__, key=f"before-{sim.id}")
+    to_url(before=choice)
     if choice == "first-frame":
         view = sim.views[0]
         return BeforeRef(frame_index=sim.frames_for_view(view)[0].index)
@@ -33,8 +40,12 @@ def before_picker(actor: Actor, sim: TreatmentSimulation, patient_id: str) -> Be
 
 
 def layout_controls(sim: TreatmentSimulation) -> ComparisonSpec:
-    layout = st.segmented_control("Layout", list(LAYOUT_LABELS), default="side_by_side",
-                                  format_func=LAYOUT_LABELS.__getitem__, key=f"layout-{sim.id}") or "side_by_side"
+    key = f"layout-{sim.id}"
+    if (linked := from_url("layout")) in LAYOUT_LABELS:
+        st.session_state[key] = linked
+    layout = st.segmented_control("Layout", list(LAYOUT_LABELS), format_func=LAYOUT_LABELS.__getitem__, key=key,
+                                  default=None if key in st.session_state else "side_by_side") or "side_by_side"
+    to_url(layout=layout)
     divider = st.slider("Divider", 0.0, 1.0, 0.5, 0.01, key=f"divider-{sim.id}") if layout == "split" else 0.5
     opacity = st.slider("Predicted opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity-{sim.id}") if layout == "blend" else 0.5
     title = st.text_input("Title", value="", placeholder="e.g. Your predicted smile", key=f"title-{sim.id}")
@@ -52,8 +63,12 @@ def stage_picker(sim: TreatmentSimulation, *, grid: bool) -> tuple[int, ...]:
         chosen = st.multiselect("Stages", stages, default=defaults, key=f"grid-{sim.id}",
                                 format_func=stage_name) or [stages[-1]]
         return tuple(by_stage[s] for s in sorted(chosen))
-    stage = st.select_slider("Predicted stage", stages, value=stages[-1], key=f"pred-{sim.id}",
-                             format_func=stage_name)
+    key = f"pred-{sim.id}"
+    if (linked := from_url("stage")) is not None and linked.isdigit() and int(linked) in by_stage:
+        st.session_state[key] = int(linked)
+    stage = st.select_slider("Predicted stage", stages, key=key, format_func=stage_name,
+                             **({} if key in st.session_state else {"value": stages[-1]}))
+    to_url(stage=stage)
     return (by_stage[stage],)
 
 

@@ -6,8 +6,10 @@ import streamlit as st
 
 from core.domain import RenditionState, TreatmentSimulation, view_label
 from core.permissions import Actor
-from core.stages import stage_name, stage_of
+from core.stages import stage_name, stage_of, stage_range
 from ui.context import services
+from ui.deep_links import from_url, to_url
+from ui.text import md
 
 SPEEDS = {"0.5×": 1.0, "1×": 0.5, "2×": 0.25, "4×": 0.125}
 STRIP = 9
@@ -95,14 +97,24 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     if sim.renditions is not RenditionState.READY:
         _renditions_status(actor, sim)
     views = sim.views
+    if (linked := from_url("view")) in views:
+        st.session_state[_view_key(sim)] = linked
     view = views[0]
     if len(views) > 1:
-        view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
+        view = st.segmented_control("View", views, key=_view_key(sim),
+                                    default=None if _view_key(sim) in st.session_state else views[0],
                                     format_func=view_label) or views[0]
     frames = sim.frames_for_view(view)
     key = _frame_key(sim, view)
     play_key = f"playing-{sim.id}"
     last = len(frames) - 1
+    if (linked := from_url("stage")) is not None:
+        positions = {str(f.stage): n for n, f in enumerate(frames)}
+        if linked in positions:
+            st.session_state[key] = positions[linked]
+        else:
+            st.info(f"The link asks for stage {md(linked)}; this version has "
+                    f"{stage_range(frames[0].stage, frames[-1].stage)}. Showing the start.")
     every = stage_controls(key, play_key, f"speed-{sim.id}", last)
 
     images = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "display", actor)
@@ -115,6 +127,8 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     def stage() -> None:
         index = advance(key, play_key, last)
         frame = frames[index]
+        if not st.session_state[play_key]:  # while playing the address bar stays put
+            to_url(view=view, stage=frame.stage)
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
         st.markdown(f"### {stage_of(frame.stage, frames[-1].stage)}")
         st.image(images[index], caption=f"{view_label(view)} · v{sim.version}",
