@@ -18,6 +18,7 @@ from core.services.sessions import SessionService
 from core.services.simulations import SimulationService
 from core.services.viewers import ViewerService
 from core.services.visuals import VisualService
+from core.services.worklist import ExportWorklist
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Services:
     decks: DeckService
     meshes: Mesh3DService
     viewers: ViewerService
+    worklist: ExportWorklist
 
 
 def build_services(settings: Settings) -> Services:
@@ -62,4 +64,5 @@ def services_for(infra: Infrastructure) -> Services:
         decks=DeckService(infra, visuals),
         meshes=meshes,
         viewers=ViewerService(infra, simulations),
+        worklist=ExportWorklist(infra),
     )
