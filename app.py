@@ -15,6 +15,7 @@ from ui.context import (
     show_error,
     sign_out,
 )
+from ui.jobs_tray import jobs_tray
 from ui.navigation import all_url_paths, pages_for
 from ui.text import md
 
@@ -117,6 +118,8 @@ else:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()
     page = st.navigation(pages)
+    with st.sidebar:
+        jobs_tray(actor)  # every page: the user's renders and deck builds, refreshing while they run
     if method := st.session_state.pop(HANDOVER_KEY, None):
         with st.sidebar:  # a reload from here on keeps the user signed in, and comes back to this address
             hand_over_session(actor, method=method, url_path=page.url_path)

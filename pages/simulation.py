@@ -17,6 +17,8 @@ from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
 actor = require_actor()
 st.title("Simulation")
+# Streamlit forgets a widget's value once another page ran; keep the render panel open across pages.
+st.session_state["render-open"] = st.session_state.get("render-open", False)
 
 try:
     patient = patient_picker(actor)

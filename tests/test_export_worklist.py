@@ -122,3 +122,31 @@ def test_download_names_say_what_the_file_is_without_patient_data(world, infra):
     assert name.startswith("simulation-print-v1-") and name.endswith(".pdf")
     assert f"{asset.createdAt:%Y-%m-%d}" in name and asset.id[-6:] in name
     assert "Zed" not in name and "Ada" not in name and "C-2" not in name
+
+
+def _first_page(world, role: Role = Role.COORDINATOR) -> AppTest:
+    """A new browser session (a reload) on the first page: AppTest keeps the entrypoint's sidebar only
+    on a session's first run, so each check of the tray is a fresh session; the browser journey checks
+    it across pages."""
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state["user_id"] = world.users[role].id
+    return at.run()
+
+
+def test_the_jobs_tray_shows_the_users_renders_in_the_sidebar(app_env, world, services, infra):
+    at = _first_page(world)
+    assert not at.exception
+    tray = next(e for e in at.sidebar.expander if e.label == "Your jobs")
+    assert any("22%" in p.proto.text for p in tray.get("progress"))
+    video = world.exports[ExportType.VIDEO]
+    infra.db.simulation_exports.update_one({"_id": ObjectId(video.id)}, {"$set": {"state": "QUEUED"}})
+    at.sidebar.button(key=f"tray-cancel-{video.id}").click().run()
+    assert services.exports.get(world.actor(), video.id).state is ExportState.CANCELLED
+    tray = next(e for e in _first_page(world).sidebar.expander if e.label == "Your jobs")
+    assert not tray.get("progress") and any("cancelled" in c.value for c in tray.caption)
+
+
+def test_a_doctors_tray_holds_only_their_own_jobs(app_env, world, services):
+    at = _first_page(world, Role.DOCTOR)
+    assert not at.exception
+    assert not [e for e in at.sidebar.expander if e.label == "Your jobs"]

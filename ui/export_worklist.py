@@ -9,6 +9,7 @@ import streamlit as st
 from core.domain import ExportState, ExportType, Permission
 from core.errors import StudioError
 from core.permissions import Actor
+from core.repositories.base import Page
 from core.services.worklist import BUSY, TYPE_LABELS, ExportRow
 from ui.context import services
 from ui.downloads import file_link
@@ -18,7 +19,6 @@ from ui.text import md
 SHOW = {"all": "All", "active": "In progress", "ready": "Ready", "problems": "Failed or cancelled"}
 _STATES = {"all": (), "active": tuple(BUSY), "ready": (ExportState.DONE,),
            "problems": (ExportState.FAILED, ExportState.CANCELLED)}
-_BUSY_KEY = "exports-busy"
 REFRESH_SECONDS = 2.0
 
 
@@ -35,14 +35,17 @@ def worklist_filters() -> tuple[list[ExportType], tuple[ExportState, ...], bool]
 def export_worklist(actor: Actor, types: list[ExportType], states: tuple[ExportState, ...], mine: bool) -> None:
     """The rows; while one of them renders, the list refreshes itself every couple of seconds."""
     list_key = f"exports-{sorted(t.value for t in types)}-{sorted(s.value for s in states)}-{mine}"
-    was_busy = st.session_state.get(_BUSY_KEY, False)
+
+    def read() -> Page[ExportRow]:
+        return services().worklist.rows(actor, cursor=page_cursor(list_key), types=types, states=states, mine=mine)
+
+    first = [read()]
+    was_busy = any(r.busy for r in first[0])
 
     @st.fragment(run_every=REFRESH_SECONDS if was_busy else None)
     def rows() -> None:
-        page = services().worklist.rows(actor, cursor=page_cursor(list_key), types=types, states=states, mine=mine)
-        busy = any(r.busy for r in page)
-        if busy != st.session_state.get(_BUSY_KEY, False):
-            st.session_state[_BUSY_KEY] = busy
+        page = first.pop() if first else read()  # the full run draws what it just read
+        if any(r.busy for r in page) != was_busy:
             st.rerun(scope="app")  # start or stop refreshing
         if not page.items:
             st.info("No exports match these filters." if types or states or mine else
@@ -100,4 +103,4 @@ def _act(action: Callable[[Actor, str], object], actor: Actor, export_id: str) -
     except StudioError as exc:
         st.toast(md(str(exc)), icon=":material/error:")
     else:
-        st.session_state[_BUSY_KEY] = True  # refresh from the next run on, until nothing renders
+        st.rerun(scope="app")  # a retried job renders again: the list starts refreshing
