@@ -16,6 +16,7 @@ from ui.context import (
     sign_out,
 )
 from ui.jobs_tray import jobs_tray
+from ui.layout import fold_sidebar_after_navigation, responsive
 from ui.navigation import all_url_paths, pages_for
 from ui.text import md
 
@@ -118,6 +119,8 @@ else:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()
     page = st.navigation(pages)
+    responsive()
+    fold_sidebar_after_navigation(page.url_path)
     with st.sidebar:
         jobs_tray(actor)  # every page: the user's renders and deck builds, refreshing while they run
     if method := st.session_state.pop(HANDOVER_KEY, None):

@@ -15,8 +15,9 @@ actor = require_actor()
 st.title("Compare")
 
 try:
-    patient = patient_picker(actor)
-    sim = simulation_picker(actor, patient) if patient else None
+    with st.container(key="cmp-pickers"):
+        patient = patient_picker(actor)
+        sim = simulation_picker(actor, patient) if patient else None
     if sim is None:
         st.stop()
     copy_link("compare")
@@ -37,7 +38,7 @@ try:
             overlays = overlay_controls("cmp", approved=sim.isApproved)
         request = ComparisonRequest(before=before, predicted=predicted, layout=layout, alignment=alignment,
                                     guides=guides, output=output, overlays=overlays)
-        with preview:
+        with preview, st.container(key="cmp-preview"):
             st.image(services().visuals.render_comparison(actor, sim.id, request, preview=True), width="stretch")
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save comparison", type="primary",
                                                                   icon=":material/save:", key="save-cmp"):

@@ -21,8 +21,9 @@ st.title("Simulation")
 st.session_state["render-open"] = st.session_state.get("render-open", False)
 
 try:
-    patient = patient_picker(actor)
-    sim = simulation_picker(actor, patient) if patient else None
+    with st.container(key="sim-pickers"):
+        patient = patient_picker(actor)
+        sim = simulation_picker(actor, patient) if patient else None
     if sim is None:
         st.stop()
     main, side = st.columns([4, 1])
@@ -35,7 +36,7 @@ try:
             viewer_link_editor(actor, sim)
         if st.toggle("History", key="history-open"):
             history(actor, sim)
-    with main:
+    with main, st.container(key="viewer-main"):
         mode = viewer_mode(sim)
         vendor = services().viewers.embed(actor, sim.id)
         ours, theirs = st.columns([3, 2]) if vendor else (st.container(), None)

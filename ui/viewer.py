@@ -71,7 +71,7 @@ def stage_controls(key: str, play_key: str, speed_key: str, last: int) -> float 
         if st.session_state[play_key] and st.session_state[key] >= last:
             st.session_state[key] = 0
 
-    cols = st.columns([1, 1, 1, 1, 1, 2])
+    cols = st.container(key="player").columns([1, 1, 1, 1, 1, 2], vertical_alignment="bottom")
     cols[0].button("First", on_click=step, kwargs={"to": 0}, icon=":material/first_page:", key=f"first-{key}")
     cols[1].button("Back", on_click=step, kwargs={"delta": -1}, icon=":material/chevron_left:", key=f"prev-{key}")
     cols[2].button("Pause" if st.session_state[play_key] else "Play", on_click=toggle_play,
@@ -131,10 +131,10 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
             to_url(view=view, stage=frame.stage)
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
         st.markdown(f"### {stage_of(frame.stage, frames[-1].stage)}")
-        st.image(images[index], caption=f"{view_label(view)} · v{sim.version}",
-                 width="stretch")
+        st.container(key="frame-picture").image(images[index], caption=f"{view_label(view)} · v{sim.version}",
+                                                width="stretch")
         start = max(0, min(index - STRIP // 2, len(frames) - STRIP))
-        strip = st.columns(STRIP)
+        strip = st.container(key="thumb-strip").columns(STRIP)
         for col, i in zip(strip, range(start, min(len(frames), start + STRIP)), strict=False):
             col.image(thumbs[i], width="stretch")
             col.button(stage_name(frames[i].stage).removeprefix("Stage "), key=f"thumb-{key}-{i}", on_click=to,
