@@ -13,6 +13,7 @@ from core.config import load_settings
 from core.errors import PermissionDeniedError, StudioError
 from core.permissions import Actor
 from core.services import Services, build_services
+from ui.navigation import all_url_paths
 from ui.text import md
 
 USER_KEY = "user_id"
@@ -89,12 +90,15 @@ def resume_from_cookie() -> str | None:
 def current_path(url_path: str = "") -> str:
     """This page's path and query (for returning to it after signing in).
 
-    `st.context.url` carries neither the page's own path nor the query: both are added here.
+    `st.context.url` has no query and may or may not end in a page's own path: the page path is
+    replaced by `url_path` and the query added here.
     """
-    base = "/"
+    segments: list[str] = []
     with contextlib.suppress(Exception):
-        base = urlsplit(st.context.url or "/").path or "/"
-    path = base.rstrip("/") + "/" + url_path.strip("/")
+        segments = [s for s in urlsplit(st.context.url or "/").path.split("/") if s]
+    if segments and segments[-1] in all_url_paths():
+        segments.pop()  # the page's own address: the app may be served under a base path before it
+    path = "/" + "/".join([*segments, *([url_path.strip("/")] if url_path.strip("/") else [])])
     query = urlencode([(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
     return path + (f"?{query}" if query else "")
 
