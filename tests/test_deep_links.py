@@ -138,3 +138,14 @@ def test_signing_in_from_a_link_keeps_its_address_for_the_session_cookie_round_t
     assert target.startswith("/?") and f"sim={sim.id}" in target and "stage=2" in target
     # and the page opened right away on the linked patient
     assert next(s for s in at.selectbox if s.label == "Patient").value == world.second.id
+
+
+def test_leaving_the_viewer_and_coming_back_keeps_the_stage_and_view(app_env, world):
+    at = _open(world, "pages/simulation.py")
+    at.get("button_group")[0].set_value("left").run()
+    at.slider[0].set_value(3).run()
+    at.switch_page("pages/patients.py").run()
+    at.switch_page("pages/simulation.py").run()  # no address: the session remembers
+    assert not at.exception
+    assert _heading(at) == "### Stage 3 of 4" and at.get("button_group")[0].value == "left"
+    assert _q(at, "stage") == "3" and _q(at, "view") == "left"

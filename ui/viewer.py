@@ -40,6 +40,16 @@ def _renditions_status(actor: Actor, sim: TreatmentSimulation) -> None:
     poll()
 
 
+_KEEP = "keep-"
+
+
+def _restore(key: str) -> None:
+    """Streamlit drops a widget's value once a page without it has run: bring the stage and view back
+    from a plain copy when the user returns to the viewer."""
+    if key not in st.session_state and _KEEP + key in st.session_state:
+        st.session_state[key] = st.session_state[_KEEP + key]
+
+
 def _view_key(sim: TreatmentSimulation) -> str:
     return f"view-{sim.id}"
 
@@ -97,6 +107,7 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     if sim.renditions is not RenditionState.READY:
         _renditions_status(actor, sim)
     views = sim.views
+    _restore(_view_key(sim))
     if (linked := from_url("view")) in views:
         st.session_state[_view_key(sim)] = linked
     view = views[0]
@@ -108,6 +119,7 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     key = _frame_key(sim, view)
     play_key = f"playing-{sim.id}"
     last = len(frames) - 1
+    _restore(key)
     if (linked := from_url("stage")) is not None:
         positions = {str(f.stage): n for n, f in enumerate(frames)}
         if linked in positions:
@@ -129,6 +141,8 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
         frame = frames[index]
         if not st.session_state[play_key]:  # while playing the address bar stays put
             to_url(view=view, stage=frame.stage)
+        st.session_state[_KEEP + key] = index
+        st.session_state[_KEEP + _view_key(sim)] = view
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
         st.markdown(f"### {stage_of(frame.stage, frames[-1].stage)}")
         st.container(key="frame-picture").image(images[index], caption=f"{view_label(view)} · v{sim.version}",
