@@ -17,8 +17,6 @@ from ui.widgets import patient_picker, simulation_picker, simulation_summary
 
 actor = require_actor()
 st.title("Simulation")
-# Streamlit forgets a widget's value once another page ran; keep the render panel open across pages.
-st.session_state["render-open"] = st.session_state.get("render-open", False)
 
 try:
     with st.container(key="sim-pickers"):
@@ -55,7 +53,11 @@ try:
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save snapshot", type="primary",
                                                                   icon=":material/save:"):
                 export_result(actor, services().visuals.export_snapshot(actor, sim.id, spec))
-        if actor.can(Permission.IMAGING_EXPORT) and st.toggle("Video, GIF, PDF or frames", key="render-open"):
+        # Streamlit forgets a widget's value once another page ran: the panel stays open across pages.
+        render_open = actor.can(Permission.IMAGING_EXPORT) and st.toggle(
+            "Video, GIF, PDF or frames", key="render-open", value=st.session_state.get("keep-render-open", False))
+        st.session_state["keep-render-open"] = render_open
+        if render_open:
             request = render_request_form(actor, sim)
             if request is not None:
                 follow(services().exports.request(actor, sim.id, request))

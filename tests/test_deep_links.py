@@ -149,3 +149,13 @@ def test_leaving_the_viewer_and_coming_back_keeps_the_stage_and_view(app_env, wo
     assert not at.exception
     assert _heading(at) == "### Stage 3 of 4" and at.get("button_group")[0].value == "left"
     assert _q(at, "stage") == "3" and _q(at, "view") == "left"
+
+
+def test_the_render_panel_stays_open_across_pages(app_env, world):
+    at = _open(world, "pages/simulation.py")
+    at.toggle(key="render-open").set_value(True).run()
+    at.switch_page("pages/exports.py").run()
+    at.switch_page("pages/simulation.py").run()
+    assert not at.exception
+    assert at.toggle(key="render-open").value is True
+    assert any(b.label.startswith("Render ") for b in at.button)

@@ -60,7 +60,7 @@ def export_worklist(actor: Actor, types: list[ExportType], states: tuple[ExportS
 
 def export_row(actor: Actor, row: ExportRow) -> None:
     export = row.export
-    with st.container(border=True):
+    with st.container(border=True, key=f"export-row-{export.id}"):
         cols = st.columns([3, 2, 3, 2, 2], vertical_alignment="center")
         version = f" v{row.version}" if row.version is not None else ""
         cols[0].markdown(f"**{md(export.name or row.type_label)}**  \n{row.type_label} · {md(row.simulation)}{version}")
