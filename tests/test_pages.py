@@ -280,3 +280,11 @@ def test_imports_without_a_patient_are_listed_on_the_import_page(app_env, world,
     assert "Recent imports without a patient" in [s.value for s in at.subheader]
     table = next(d.value for d in at.dataframe if "Drop 7" in list(d.value["Name"]))
     assert list(table["State"]) == ["Failed"] and "No iTero manifest" in table["Problem"][0]
+
+
+def test_the_logo_uploader_offers_a_logo_sized_limit(app_env, world):
+    at = _signed_in(world, Role.ADMIN).run()
+    at.switch_page("pages/clinic.py").run()
+    assert not at.exception
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.max_upload_size_mb == 5  # not the server's 1 GB import limit
