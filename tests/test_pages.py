@@ -288,3 +288,13 @@ def test_the_logo_uploader_offers_a_logo_sized_limit(app_env, world):
     assert not at.exception
     uploader = at.get("file_uploader")[0].proto
     assert uploader.max_upload_size_mb == 5  # not the server's 1 GB import limit
+
+
+def test_the_side_panel_shows_no_internal_import_ids(app_env, world, infra):
+    infra.db.simulations.update_one({}, {"$set": {"sourceId": "import-6b0f1234", "sourceSystem": "Screenshots"}})
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/simulation.py").run()
+    assert not at.exception
+    panel = next(m.value for m in at.markdown if "**Source:**" in m.value)
+    assert "Screenshots" in panel and "import-" not in panel and "import\\-" not in panel
+    assert "Start + 4 stages" in panel

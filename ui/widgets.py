@@ -132,12 +132,14 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
 def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
     """Side panel: version, status, approval, source, treatment, scan and the series' versions."""
     context = services().simulations.context(actor, sim)
+    # A vendor's case id helps; our own import's id ("import-6b0f…") means nothing to a clinician.
+    source_id = sim.sourceId if sim.sourceId and not sim.sourceId.startswith("import-") else None
     st.metric("Version", f"v{sim.version}", help="Versions of one series share patient, treatment and type.")
     approval = (f"Approved {sim.approvedAt:%d %b %Y}" if sim.isApproved and sim.approvedAt
                 else "Approved" if sim.isApproved else "Draft — not approved")
     st.markdown(
         f"**Status:** {sim.status.value.title()}  \n**Approval:** {approval}  \n"
-        f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(sim.sourceId)}' if sim.sourceId else ''}  \n"
+        f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(source_id)}' if source_id else ''}  \n"
         f"**Treatment:** {md(context.treatment.name) if context.treatment else '–'}  \n"
         f"**Scan:** {sim.scanId or 'not linked'}  \n"
         f"**Stages:** {stage_count_text(f.stage for f in sim.frames) if sim.frames else sim.stage_count}"
