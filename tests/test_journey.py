@@ -169,8 +169,8 @@ def test_the_coordinators_day(journey, browser, tmp_path):
     expect(gif_row.get_by_role("button", name="Retry")).to_be_visible()
     _shot(page, tmp_path, "exports-1280.png")
 
-    # Phone and laptop widths: the frame is on the first screen and no label is cut off.
-    for width, height in ((390, 844), (1280, 800)):
+    # Phone, tablet, laptop and desktop widths: the frame is on the first screen, no label is cut off.
+    for width, height in ((390, 844), (768, 1024), (1280, 800), (1440, 900)):
         page.set_viewport_size({"width": width, "height": height})
         page.goto(f"{url}/simulation?sim={sim.id}&stage=1")
         expect(page.get_by_role("heading", name=f"Stage 1 of {last}")).to_be_visible()
