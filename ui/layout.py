@@ -44,7 +44,7 @@ _CSS = f"""
   /* What the page is for comes first: the picture, then the controls. */
   [data-testid="stColumn"]:has(.st-key-viewer-main) {{ order: -1; }}
   [data-testid="stColumn"]:has(.st-key-cmp-preview) {{ order: -1; }}
-  .st-key-frame-picture {{ order: -1; }}
+  .st-key-frame-picture, [data-testid="stLayoutWrapper"]:has(> .st-key-frame-picture) {{ order: -1; }}
   .st-key-thumb-strip [data-testid="stImage"] {{ display: none; }}
 }}
 </style>
