@@ -15,7 +15,9 @@ from ui.context import (
     show_error,
     sign_out,
 )
-from ui.navigation import pages_for
+from ui.jobs_tray import jobs_tray
+from ui.layout import fold_sidebar_after_navigation, responsive
+from ui.navigation import all_url_paths, pages_for
 from ui.text import md
 
 st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":material/dentistry:", layout="wide")
@@ -90,14 +92,15 @@ def main() -> None:
     if leave := st.session_state.pop(LEAVE_KEY, None):
         navigate(leave)
     actor = current_actor()
-    if actor is not None and (method := st.session_state.pop(HANDOVER_KEY, None)):
-        with st.sidebar:
-            hand_over_session(actor, method=method)  # a reload from here on keeps the user signed in
     if actor is None:
         if SETTINGS.oidc_configured and st.user.is_logged_in and not st.session_state.get(USER_KEY) \
                 and st.session_state.get(NOTICE_KEY):
             st.logout()  # idle timeout or revoked account: end the provider cookie too
-        st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")]).run()
+        # Every page's address answers with the sign-in form (no "page not found"), and the address with its
+        # query stays in the browser: after signing in, the same page opens on the same patient and stage.
+        signin = [st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True),
+                  *(st.Page(sign_in_page, title="Sign in", url_path=url_path) for url_path in all_url_paths())]
+        st.navigation(signin, position="hidden").run()
         return
     clinic = services().sessions.clinic(actor)
     with st.sidebar:
@@ -116,7 +119,15 @@ def main() -> None:
     if not pages:
         st.error("Your role has no pages yet; ask your clinic admin.")
         st.stop()
-    st.navigation(pages).run()
+    page = st.navigation(pages)
+    responsive()
+    fold_sidebar_after_navigation(page.url_path)
+    with st.sidebar:
+        jobs_tray(actor)  # every page: the user's renders and deck builds, refreshing while they run
+    if method := st.session_state.pop(HANDOVER_KEY, None):
+        with st.sidebar:  # a reload from here on keeps the user signed in, and comes back to this address
+            hand_over_session(actor, method=method, url_path=page.url_path)
+    page.run()
 
 
 try:

@@ -104,6 +104,11 @@ VIEW_LABELS: dict[str, str] = {
 }
 
 
+def view_label(view: str) -> str:
+    """A view as clinicians name it ("Frontal"), for every place a stored view id would show."""
+    return VIEW_LABELS.get(view, view.replace("_", " ").capitalize())
+
+
 @dataclass(frozen=True)
 class FrameRange:
     """Inclusive range of frame indexes."""

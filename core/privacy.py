@@ -32,3 +32,13 @@ def output_context(clinic: Clinic) -> dict[str, Any]:
     so a changed policy or branding makes a new export instead of returning an earlier one."""
     return {"clinicName": clinic.name, "patientNames": clinic.patientNames.value, "primaryColor": clinic.primaryColor,
             "footerText": clinic.footerText, "logo": clinic.logoSha256}
+
+
+def patient_listing(patient: Patient, clinic: Clinic) -> str:
+    """How a list row names the patient it belongs to, per the clinic's setting: the full name, the
+    initials with the chart number, or the chart number alone."""
+    if clinic.patientNames is PatientNames.FULL:
+        return patient.display_name
+    if clinic.patientNames is PatientNames.INITIALS:
+        return f"{patient.initials} · {patient.chartNumber}"
+    return f"Chart {patient.chartNumber}"

@@ -24,7 +24,7 @@ try:
                               "Names never appear in file names or file metadata.")
         color = st.color_picker("Primary colour", value=clinic.primaryColor)
         footer = st.text_input("Footer text", value=clinic.footerText, placeholder="Brightside Orthodontics · 555-0100")
-        logo = st.file_uploader("Logo (PNG or JPEG)", type=["png", "jpg", "jpeg"])
+        logo = st.file_uploader("Logo (PNG or JPEG)", type=["png", "jpg", "jpeg"], max_upload_size=5)
         if st.form_submit_button("Save", type="primary"):
             services().sessions.update_clinic(actor, patient_names=names, primary_color=color,
                                               footer_text=footer, logo=logo.getvalue() if logo else None)

@@ -7,6 +7,7 @@ from core.errors import StudioError
 from core.services.visuals import BeforeRef, ComparisonRequest, Guides
 from ui.comparison_controls import alignment_controls, before_picker, layout_controls, stage_picker
 from ui.context import require_actor, services, show_error
+from ui.deep_links import copy_link
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.widgets import patient_picker, simulation_picker
 
@@ -14,10 +15,12 @@ actor = require_actor()
 st.title("Compare")
 
 try:
-    patient = patient_picker(actor)
-    sim = simulation_picker(actor, patient) if patient else None
+    with st.container(key="cmp-pickers"):
+        patient = patient_picker(actor)
+        sim = simulation_picker(actor, patient) if patient else None
     if sim is None:
         st.stop()
+    copy_link("compare")
     comparison, outcome = st.tabs(["Before / predicted", "Outcome card"])
     with comparison:
         controls, preview = st.columns([2, 3])
@@ -35,7 +38,7 @@ try:
             overlays = overlay_controls("cmp", approved=sim.isApproved)
         request = ComparisonRequest(before=before, predicted=predicted, layout=layout, alignment=alignment,
                                     guides=guides, output=output, overlays=overlays)
-        with preview:
+        with preview, st.container(key="cmp-preview"):
             st.image(services().visuals.render_comparison(actor, sim.id, request, preview=True), width="stretch")
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save comparison", type="primary",
                                                                   icon=":material/save:", key="save-cmp"):

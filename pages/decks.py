@@ -30,7 +30,9 @@ try:
             st.session_state["deck_id"] = deck.id
             st.rerun()
     if not decks:
-        st.info("No presentations for this patient yet.")
+        st.info("No presentations for this patient yet. "
+                + ("Create one from a template above." if can_edit else
+                   "A treatment coordinator or doctor creates them; ask one to prepare one for this patient."))
         st.stop()
     ids = list(decks)
     current = st.session_state.get("deck_id")

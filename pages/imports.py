@@ -58,8 +58,9 @@ try:
     treatment_id = cols[1].selectbox(
         "Treatment plan",
         [None, *treatments],
+        index=1 if len(treatments) == 1 else 0,  # the patient's only plan: preselected
         key="import-treatment",
-        format_func=lambda i: "None" if i is None else treatments[i].name,
+        format_func=lambda i: "No treatment plan" if i is None else treatments[i].name,
         disabled=series_of is not None,
     )
     sim_type = cols[2].selectbox(

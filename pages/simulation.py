@@ -6,6 +6,7 @@ from core.domain import Permission
 from core.errors import StudioError
 from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
+from ui.deep_links import copy_link
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.manage import history, manage
 from ui.mesh_viewer import mesh_exports, mesh_viewer, viewer_mode
@@ -18,12 +19,14 @@ actor = require_actor()
 st.title("Simulation")
 
 try:
-    patient = patient_picker(actor)
-    sim = simulation_picker(actor, patient) if patient else None
+    with st.container(key="sim-pickers"):
+        patient = patient_picker(actor)
+        sim = simulation_picker(actor, patient) if patient else None
     if sim is None:
         st.stop()
     main, side = st.columns([4, 1])
     with side:
+        copy_link("simulation")
         simulation_summary(actor, sim)
         # Toggles, not popovers: a popover's body runs on every rerun even while it is closed.
         if st.toggle("Edit", key="edit-open"):
@@ -31,7 +34,7 @@ try:
             viewer_link_editor(actor, sim)
         if st.toggle("History", key="history-open"):
             history(actor, sim)
-    with main:
+    with main, st.container(key="viewer-main"):
         mode = viewer_mode(sim)
         vendor = services().viewers.embed(actor, sim.id)
         ours, theirs = st.columns([3, 2]) if vendor else (st.container(), None)
@@ -50,7 +53,11 @@ try:
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save snapshot", type="primary",
                                                                   icon=":material/save:"):
                 export_result(actor, services().visuals.export_snapshot(actor, sim.id, spec))
-        if actor.can(Permission.IMAGING_EXPORT) and st.toggle("Video, GIF, PDF or frames", key="render-open"):
+        # Streamlit forgets a widget's value once another page ran: the panel stays open across pages.
+        render_open = actor.can(Permission.IMAGING_EXPORT) and st.toggle(
+            "Video, GIF, PDF or frames", key="render-open", value=st.session_state.get("keep-render-open", False))
+        st.session_state["keep-render-open"] = render_open
+        if render_open:
             request = render_request_form(actor, sim)
             if request is not None:
                 follow(services().exports.request(actor, sim.id, request))

@@ -80,12 +80,12 @@ def test_the_3d_view_draws_with_webgl_and_the_stage_slider_redraws_it(app_url, p
     expect(page.get_by_role("heading", name="Patients")).to_be_visible()
     page.get_by_role("link", name="Simulation").click()
     expect(page.get_by_role("heading", name="Simulation")).to_be_visible()
-    expect(page.get_by_text("Stage 0 of 2")).to_be_visible()  # the frame viewer first
+    expect(page.get_by_role("heading", name="Start")).to_be_visible()  # the frame viewer first
     page.get_by_test_id("stButtonGroup").get_by_text("3D model", exact=True).click()
 
     chart = page.get_by_test_id("stPlotlyChart")
     expect(chart).to_be_visible()
-    expect(page.get_by_text("Stage 0 of 2")).to_be_visible()
+    expect(page.get_by_role("heading", name="Start")).to_be_visible()
     page.wait_for_function(_WEBGL)
     before_vertices = page.wait_for_function(_VERTICES).json_value()
     before = chart.screenshot()

@@ -85,13 +85,14 @@ def test_a_presenter_downloads_a_deck_without_a_draft_frame(walk, page):
     _open(coordinator, "Simulation")
     coordinator.get_by_text("Video, GIF, PDF or frames").click()
     coordinator.get_by_role("button", name="Render video (mp4)").click()
-    expect(coordinator.get_by_text(": ready")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(coordinator.get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     assert min(draft_fraction(f) for f in _video_frames(_download(coordinator, url))) > 0.002  # the draft says DRAFT
 
     doctor = _signed_in(browser, url, "doctor@walk.test")
     _open(doctor, "Review")
-    doctor.get_by_role("button", name="Approve this version").click()
-    expect(doctor.get_by_text("Nothing is waiting for approval")).to_be_visible()
+    doctor.get_by_role("button", name="Approve this version…").click()
+    doctor.get_by_role("dialog").get_by_role("button", name="Approve", exact=True).click()
+    expect(doctor.get_by_role("button", name="Undo")).to_be_visible()
 
     _open(coordinator, "Presentations")
     coordinator.get_by_role("button", name="Create").click()
@@ -101,7 +102,7 @@ def test_a_presenter_downloads_a_deck_without_a_draft_frame(walk, page):
     _open(presenter, "Presentations")
     expect(presenter.get_by_text("was a draft")).to_be_visible()  # the deck says it will render it again
     presenter.get_by_role("button", name="PowerPoint").click()
-    expect(presenter.get_by_text(": ready")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(presenter.get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     with zipfile.ZipFile(io.BytesIO(_download(presenter, url))) as package:
         movies = [n for n in package.namelist() if n.startswith("ppt/media/") and n.endswith(".mp4")]
         assert movies, "the deck has no video"

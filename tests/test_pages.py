@@ -111,7 +111,7 @@ def test_the_frame_slider_changes_the_shown_frame(app_env, world):
     at.switch_page("pages/simulation.py").run()
     assert not at.exception
     first = _shown_image(at)
-    assert any("Stage 0 of 4" in m.value for m in at.markdown)
+    assert any("### Start" in m.value for m in at.markdown)
 
     at.slider[0].set_value(3).run()
     assert any("Stage 3 of 4" in m.value for m in at.markdown)
@@ -280,3 +280,21 @@ def test_imports_without_a_patient_are_listed_on_the_import_page(app_env, world,
     assert "Recent imports without a patient" in [s.value for s in at.subheader]
     table = next(d.value for d in at.dataframe if "Drop 7" in list(d.value["Name"]))
     assert list(table["State"]) == ["Failed"] and "No iTero manifest" in table["Problem"][0]
+
+
+def test_the_logo_uploader_offers_a_logo_sized_limit(app_env, world):
+    at = _signed_in(world, Role.ADMIN).run()
+    at.switch_page("pages/clinic.py").run()
+    assert not at.exception
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.max_upload_size_mb == 5  # not the server's 1 GB import limit
+
+
+def test_the_side_panel_shows_no_internal_import_ids(app_env, world, infra):
+    infra.db.simulations.update_one({}, {"$set": {"sourceId": "import-6b0f1234", "sourceSystem": "Screenshots"}})
+    at = _signed_in(world, Role.COORDINATOR).run()
+    at.switch_page("pages/simulation.py").run()
+    assert not at.exception
+    panel = next(m.value for m in at.markdown if "**Source:**" in m.value)
+    assert "Screenshots" in panel and "import-" not in panel and "import\\-" not in panel
+    assert "Start + 4 stages" in panel

@@ -109,8 +109,30 @@ def test_a_doctor_approves_a_version_on_the_review_page(services, world, infra, 
     at.run()
     at.switch_page("pages/review.py").run()
     assert not at.exception and at.metric[0].value == "1"
+    at.button(key=f"approve-{sim.id}").click().run()  # asks first: what is approved, with thumbnails
+    assert not at.exception
+    assert not services.simulations.get(world.actor(), sim.id).isApproved
+    assert any(f"version {sim.version}" in m.value and "Start + 2 stages" in m.value for m in at.markdown)
+    assert [i.proto.imgs[0].caption for i in at.get("image")][-3:] == ["Start", "Stage 1", "Stage 2"]
+    at.button(key=f"cancel-approve-{sim.id}").click().run()
+    assert not services.simulations.get(world.actor(), sim.id).isApproved
+
     at.button(key=f"approve-{sim.id}").click().run()
+    at.button(key=f"confirm-approve-{sim.id}").click().run()
     assert not at.exception
     assert services.simulations.get(world.actor(), sim.id).isApproved
     assert any("Nothing is waiting" in s.value for s in at.success)
+    assert any(f"Approved {sim.name} version {sim.version}" in s.value for s in at.success)
+    at.button(key=f"undo-{sim.id}").click().run()  # within the undo window
+    assert not at.exception
+    assert not services.simulations.get(world.actor(), sim.id).isApproved
+    assert at.metric[0].value == "1"  # back in the waiting list
+
+    at.get("button_group")[0].set_value("approved").run()  # revoke from the page, after a confirmation
+    services.review.approve(world.actor(Role.DOCTOR), sim.id)
+    at.run()
+    at.button(key=f"revoke-{sim.id}").click().run()
+    at.button(key=f"confirm-revoke-{sim.id}").click().run()
+    assert not at.exception
+    assert not services.simulations.get(world.actor(), sim.id).isApproved
     st.cache_resource.clear()

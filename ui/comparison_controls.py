@@ -9,8 +9,10 @@ from core.imaging.align import Alignment
 from core.imaging.compose import ComparisonSpec
 from core.permissions import Actor
 from core.services.visuals import BeforeRef
+from core.stages import stage_name
 from core.text import printable
 from ui.context import services
+from ui.deep_links import from_url, link_not_found, to_url
 
 LAYOUT_LABELS = {"side_by_side": "Side by side", "stacked": "Stacked", "split": "Split",
                  "blend": "Blend", "grid": "Stage grid"}
@@ -24,7 +26,13 @@ def before_picker(actor: Actor, sim: TreatmentSimulation, patient_id: str) -> Be
     kinds = {AssetKind.PHOTO: "Photo", AssetKind.SCAN: "Scan picture"}
     labels = {"first-frame": "First frame of this simulation",
               **{a.id: f"{kinds[a.kind]} · {printable(a.label or a.createdAt.strftime('%Y-%m-%d'))}" for a in photos}}
+    if (linked := from_url("before")) is not None:
+        if linked in options:
+            st.session_state[f"before-{sim.id}"] = linked
+        else:
+            link_not_found()
     choice = st.selectbox("Before", options, format_func=labels.__getitem__, key=f"before-{sim.id}")
+    to_url(before=choice)
     if choice == "first-frame":
         view = sim.views[0]
         return BeforeRef(frame_index=sim.frames_for_view(view)[0].index)
@@ -32,8 +40,12 @@ def before_picker(actor: Actor, sim: TreatmentSimulation, patient_id: str) -> Be
 
 
 def layout_controls(sim: TreatmentSimulation) -> ComparisonSpec:
-    layout = st.segmented_control("Layout", list(LAYOUT_LABELS), default="side_by_side",
-                                  format_func=LAYOUT_LABELS.__getitem__, key=f"layout-{sim.id}") or "side_by_side"
+    key = f"layout-{sim.id}"
+    if (linked := from_url("layout")) in LAYOUT_LABELS:
+        st.session_state[key] = linked
+    layout = st.segmented_control("Layout", list(LAYOUT_LABELS), format_func=LAYOUT_LABELS.__getitem__, key=key,
+                                  default=None if key in st.session_state else "side_by_side") or "side_by_side"
+    to_url(layout=layout)
     divider = st.slider("Divider", 0.0, 1.0, 0.5, 0.01, key=f"divider-{sim.id}") if layout == "split" else 0.5
     opacity = st.slider("Predicted opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity-{sim.id}") if layout == "blend" else 0.5
     title = st.text_input("Title", value="", placeholder="e.g. Your predicted smile", key=f"title-{sim.id}")
@@ -49,10 +61,14 @@ def stage_picker(sim: TreatmentSimulation, *, grid: bool) -> tuple[int, ...]:
     if grid:
         defaults = sorted({stages[len(stages) // 3], stages[2 * len(stages) // 3], stages[-1]})
         chosen = st.multiselect("Stages", stages, default=defaults, key=f"grid-{sim.id}",
-                                format_func=lambda s: f"Stage {s}") or [stages[-1]]
+                                format_func=stage_name) or [stages[-1]]
         return tuple(by_stage[s] for s in sorted(chosen))
-    stage = st.select_slider("Predicted stage", stages, value=stages[-1], key=f"pred-{sim.id}",
-                             format_func=lambda s: f"Stage {s}")
+    key = f"pred-{sim.id}"
+    if (linked := from_url("stage")) is not None and linked.isdigit() and int(linked) in by_stage:
+        st.session_state[key] = int(linked)
+    stage = st.select_slider("Predicted stage", stages, key=key, format_func=stage_name,
+                             **({} if key in st.session_state else {"value": stages[-1]}))
+    to_url(stage=stage)
     return (by_stage[stage],)
 
 
@@ -71,9 +87,14 @@ def alignment_controls(actor: Actor, sim: TreatmentSimulation, before: BeforeRef
             st.rerun()
         confidence = st.session_state.get(keys["confidence"])
         if confidence is not None:
-            (st.success if confidence >= 0.5 else st.warning)(
-                f"Automatic alignment confidence: {confidence:.0%}"
-                + ("" if confidence >= 0.5 else " — check it and adjust by hand."))
+            if confidence >= 0.5:
+                st.success(f"Automatic alignment confidence: {confidence:.0%}")
+            else:
+                st.warning(f"Automatic alignment is unsure ({confidence:.0%}): it matches the two pictures by "
+                           "their outlines and found too few shared features (different view, lighting, "
+                           "retractors or crop). Next step: set scale, rotation and shift below by hand, or "
+                           "choose a before photo taken from the same view as the simulation.",
+                           icon=":material/help:")
         scale = st.slider("Scale", 0.5, 2.0, step=0.01, key=keys["scale"])
         rotation = st.slider("Rotate (°)", -30.0, 30.0, step=0.1, key=keys["rotation"])
         dx = st.slider("Offset x (px)", -600.0, 600.0, step=1.0, key=keys["dx"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import streamlit as st
 
@@ -13,6 +13,7 @@ from core.config import load_settings
 from core.errors import PermissionDeniedError, StudioError
 from core.permissions import Actor
 from core.services import Services, build_services
+from ui.navigation import all_url_paths
 from ui.text import md
 
 USER_KEY = "user_id"
@@ -86,12 +87,20 @@ def resume_from_cookie() -> str | None:
     return resumed.actor.id
 
 
-def current_path() -> str:
-    """This page's path and query (for returning to it after signing in)."""
+def current_path(url_path: str = "") -> str:
+    """This page's path and query (for returning to it after signing in).
+
+    `st.context.url` has no query and may or may not end in a page's own path: the page path is
+    replaced by `url_path` and the query added here.
+    """
+    segments: list[str] = []
     with contextlib.suppress(Exception):
-        url = urlsplit(st.context.url or "/")
-        return (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return "/"
+        segments = [s for s in urlsplit(st.context.url or "/").path.split("/") if s]
+    if segments and segments[-1] in all_url_paths():
+        segments.pop()  # the page's own address: the app may be served under a base path before it
+    path = "/" + "/".join([*segments, *([url_path.strip("/")] if url_path.strip("/") else [])])
+    query = urlencode([(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
+    return path + (f"?{query}" if query else "")
 
 
 def navigate(path: str) -> None:
@@ -101,10 +110,11 @@ def navigate(path: str) -> None:
     st.caption(f"Continuing… [click here if nothing happens]({path})")
 
 
-def hand_over_session(actor: Actor, *, method: str) -> None:
-    """After a sign-in on this page, give the browser its session cookie (and come back here)."""
+def hand_over_session(actor: Actor, *, method: str, url_path: str = "") -> None:
+    """After a sign-in on this page, give the browser its session cookie (and come back here: the same
+    page and query, so a link opened before signing in lands where it pointed)."""
     ticket = services().sessions.sign_in_ticket(actor, method=method)
-    navigate(f"/auth/session?ticket={quote(ticket)}&next={quote(current_path(), safe='')}")
+    navigate(f"/auth/session?ticket={quote(ticket)}&next={quote(current_path(url_path), safe='')}")
 
 
 def sign_out(reason: str = "user") -> None:

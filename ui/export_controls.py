@@ -53,4 +53,5 @@ def export_result(actor: Actor, result: ExportResult) -> None:
         st.success(f"Saved to the patient's gallery: {md(result.export.name)}", icon=":material/check_circle:")
     asset = result.asset
     file_link(actor, asset)
-    st.caption(f"{asset.width} × {asset.height} px · {asset.size / 1e6:.1f} MB · SHA-256 {asset.sha256[:16]}…")
+    size = f"{asset.width} × {asset.height} px · " if asset.width and asset.height else ""
+    st.caption(f"{size}{asset.size / 1e6:.1f} MB · SHA-256 {asset.sha256[:16]}…")

@@ -10,8 +10,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.domain import ImportState, SimulationImport
+from core.domain import ImportState, SimulationImport, view_label
 from core.permissions import Actor
+from core.stages import stage_name
 from core.text import printable
 from ui.context import services
 from ui.paging import page_controls, page_cursor
@@ -100,7 +101,8 @@ def candidate_editor(actor: Actor, record: SimulationImport) -> None:
     """Reorder or drop proposed frames, confirm the patient, then import (or cancel)."""
     export_summary(record)
     patient_match(record)
-    rows = [{"Import": True, "Order": n + 1, "Stage": c.stage, "View": c.view, "Frame": printable(c.label),
+    rows = [{"Import": True, "Order": n + 1, "Becomes": stage_name(c.stage), "View": view_label(c.view),
+             "From file": printable(c.label),
              "key": c.key} for n, c in enumerate(record.candidates)]
     thumbs = st.columns(min(8, len(rows)) or 1)
     for n, candidate in enumerate(record.candidates[:16]):
@@ -109,9 +111,9 @@ def candidate_editor(actor: Actor, record: SimulationImport) -> None:
     if len(record.candidates) > 16:
         st.caption(f"… and {len(record.candidates) - 16} more frames (all listed below).")
     edited = st.data_editor(rows, hide_index=True, width="stretch", key=f"editor-{record.id}",
-                            disabled=["Stage", "View", "Frame", "key"], column_order=["Import", "Order", "Stage",
-                                                                                     "View", "Frame"])
-    keep = sorted((r for r in edited if r["Import"]), key=lambda r: (r["Order"], r["Stage"]))
+                            disabled=["Becomes", "View", "From file", "key"],
+                            column_order=["Import", "Order", "Becomes", "View", "From file"])
+    keep = sorted((r for r in edited if r["Import"]), key=lambda r: r["Order"])
     name = st.text_input("Simulation name", value=record.name, key=f"name-{record.id}")
     patient_id = record.patientId
     proposed = record.metadata.get("patientMatch") or []

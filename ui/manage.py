@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import Permission, SimulationStatus, TreatmentSimulation
+from core.domain import Permission, SimulationStatus, TreatmentSimulation, view_label
 from core.permissions import Actor
+from core.stages import stage_name
 from ui.context import SIMULATION_KEY, services
 from ui.text import md
 
@@ -27,7 +28,7 @@ def manage(actor: Actor, sim: TreatmentSimulation) -> None:
         st.rerun()
     view = sim.views[0]
     frames = sim.frames_for_view(view) if len(sim.views) == 1 else sim.frames
-    labels = {f.index: f"{f.label or f'Stage {f.stage}'} · {f.view}" for f in frames}
+    labels = {f.index: f"{f.label or stage_name(f.stage)} · {view_label(f.view)}" for f in frames}
     keep = st.multiselect("Frames to keep, in order", list(labels), default=list(labels),
                           format_func=labels.__getitem__, key=f"keep-{sim.id}")
     if keep != list(labels):

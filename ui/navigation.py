@@ -31,5 +31,10 @@ _PAGES: tuple[tuple[Permission, PageEntry], ...] = (
 )
 
 
+def all_url_paths() -> list[str]:
+    """Every page's address (`pages/simulation.py` → `simulation`), as `st.Page` derives it."""
+    return [page.path.removeprefix("pages/").removesuffix(".py") for _, page in _PAGES]
+
+
 def pages_for(actor: Actor) -> list[PageEntry]:
     return [page for permission, page in _PAGES if actor.can(permission)]

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import ExportState, ExportType, ImagingAsset, SimulationExport, TreatmentSimulation
+from core.domain import (
+    ExportState,
+    ExportType,
+    ImagingAsset,
+    SimulationExport,
+    TreatmentSimulation,
+    view_label,
+)
 from core.permissions import Actor
 from core.services.exports import RenderRequest
+from core.stages import stage_name
 from ui.context import services
 from ui.downloads import file_link
 from ui.export_controls import overlay_controls
@@ -22,8 +30,9 @@ def render_request_form(actor: Actor, sim: TreatmentSimulation) -> RenderRequest
                                 format_func=TYPE_LABELS.__getitem__, key=f"render-kind-{sim.id}") or ExportType.VIDEO
     stages = sorted({f.stage for f in sim.frames})
     cols = st.columns(3)
-    view = cols[0].selectbox("View", sim.views, key=f"render-view-{sim.id}")
-    first, last = cols[1].select_slider("Stages", stages, value=(stages[0], stages[-1]), key=f"render-range-{sim.id}")
+    view = cols[0].selectbox("View", sim.views, key=f"render-view-{sim.id}", format_func=view_label)
+    first, last = cols[1].select_slider("Stages", stages, value=(stages[0], stages[-1]), key=f"render-range-{sim.id}",
+                                        format_func=stage_name)
     options: dict = {}
     if kind is ExportType.VIDEO:
         c = st.columns(4)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.domain import VIEW_LABELS, RenditionState, TreatmentSimulation
+from core.domain import RenditionState, TreatmentSimulation, view_label
 from core.permissions import Actor
+from core.stages import stage_name, stage_of, stage_range
 from ui.context import services
+from ui.deep_links import from_url, to_url
+from ui.text import md
 
 SPEEDS = {"0.5×": 1.0, "1×": 0.5, "2×": 0.25, "4×": 0.125}
 STRIP = 9
@@ -35,6 +38,16 @@ def _renditions_status(actor: Actor, sim: TreatmentSimulation) -> None:
                                            "(showing full-size originals meanwhile)")
 
     poll()
+
+
+_KEEP = "keep-"
+
+
+def _restore(key: str) -> None:
+    """Streamlit drops a widget's value once a page without it has run: bring the stage and view back
+    from a plain copy when the user returns to the viewer."""
+    if key not in st.session_state and _KEEP + key in st.session_state:
+        st.session_state[key] = st.session_state[_KEEP + key]
 
 
 def _view_key(sim: TreatmentSimulation) -> str:
@@ -68,7 +81,7 @@ def stage_controls(key: str, play_key: str, speed_key: str, last: int) -> float 
         if st.session_state[play_key] and st.session_state[key] >= last:
             st.session_state[key] = 0
 
-    cols = st.columns([1, 1, 1, 1, 1, 2])
+    cols = st.container(key="player").columns([1, 1, 1, 1, 1, 2], vertical_alignment="bottom")
     cols[0].button("First", on_click=step, kwargs={"to": 0}, icon=":material/first_page:", key=f"first-{key}")
     cols[1].button("Back", on_click=step, kwargs={"delta": -1}, icon=":material/chevron_left:", key=f"prev-{key}")
     cols[2].button("Pause" if st.session_state[play_key] else "Play", on_click=toggle_play,
@@ -94,14 +107,26 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     if sim.renditions is not RenditionState.READY:
         _renditions_status(actor, sim)
     views = sim.views
+    _restore(_view_key(sim))
+    if (linked := from_url("view")) in views:
+        st.session_state[_view_key(sim)] = linked
     view = views[0]
     if len(views) > 1:
-        view = st.segmented_control("View", views, default=views[0], key=_view_key(sim),
-                                    format_func=lambda v: VIEW_LABELS.get(v, v.title())) or views[0]
+        view = st.segmented_control("View", views, key=_view_key(sim),
+                                    default=None if _view_key(sim) in st.session_state else views[0],
+                                    format_func=view_label) or views[0]
     frames = sim.frames_for_view(view)
     key = _frame_key(sim, view)
     play_key = f"playing-{sim.id}"
     last = len(frames) - 1
+    _restore(key)
+    if (linked := from_url("stage")) is not None:
+        positions = {str(f.stage): n for n, f in enumerate(frames)}
+        if linked in positions:
+            st.session_state[key] = positions[linked]
+        else:
+            st.info(f"The link asks for stage {md(linked)}; this version has "
+                    f"{stage_range(frames[0].stage, frames[-1].stage)}. Showing the start.")
     every = stage_controls(key, play_key, f"speed-{sim.id}", last)
 
     images = _frame_images(actor.clinic_id, sim.id, sim.revision, view, "display", actor)
@@ -114,15 +139,19 @@ def frame_viewer(actor: Actor, sim: TreatmentSimulation) -> None:
     def stage() -> None:
         index = advance(key, play_key, last)
         frame = frames[index]
+        if not st.session_state[play_key]:  # while playing the address bar stays put
+            to_url(view=view, stage=frame.stage)
+        st.session_state[_KEEP + key] = index
+        st.session_state[_KEEP + _view_key(sim)] = view
         st.slider("Stage", 0, last, key=key, format="%d", disabled=last == 0)
-        st.markdown(f"### Stage {frame.stage} of {frames[-1].stage}")
-        st.image(images[index], caption=f"{VIEW_LABELS.get(view, view.title())} · v{sim.version}",
-                 width="stretch")
+        st.markdown(f"### {stage_of(frame.stage, frames[-1].stage)}")
+        st.container(key="frame-picture").image(images[index], caption=f"{view_label(view)} · v{sim.version}",
+                                                width="stretch")
         start = max(0, min(index - STRIP // 2, len(frames) - STRIP))
-        strip = st.columns(STRIP)
+        strip = st.container(key="thumb-strip").columns(STRIP)
         for col, i in zip(strip, range(start, min(len(frames), start + STRIP)), strict=False):
             col.image(thumbs[i], width="stretch")
-            col.button(f"{frames[i].stage}", key=f"thumb-{key}-{i}", on_click=to, args=(i,),
-                       type="primary" if i == index else "secondary", width="stretch")
+            col.button(stage_name(frames[i].stage).removeprefix("Stage "), key=f"thumb-{key}-{i}", on_click=to,
+                       args=(i,), type="primary" if i == index else "secondary", width="stretch")
 
     stage()

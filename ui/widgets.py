@@ -6,11 +6,13 @@ import contextlib
 
 import streamlit as st
 
-from core.domain import Patient, TreatmentSimulation
+from core.domain import Patient, Permission, TreatmentSimulation
 from core.errors import StudioError
 from core.permissions import Actor
 from core.services.patients import SimulationSeries
+from core.stages import stage_count_text
 from ui.context import PATIENT_KEY, SIMULATION_KEY, services
+from ui.deep_links import from_url, link_not_found, to_url
 from ui.paging import page_controls, page_cursor
 from ui.text import md
 
@@ -21,6 +23,7 @@ def patient_picker(actor: Actor) -> Patient | None:
     Shows at most 50 patients: a search narrows them, "Previous"/"Next" page through all of them (the
     patient chosen before stays selected while no search is typed).
     """
+    _open_linked(actor)
     text = st.text_input("Search patients", placeholder="Last name, first name or chart number",
                          key="patient_search")
     list_key = "patients"
@@ -44,7 +47,33 @@ def patient_picker(actor: Actor) -> Patient | None:
     elif patients.truncated:
         st.caption("Showing the first 50 matches; type more of the name to narrow them.")
     st.session_state[PATIENT_KEY] = chosen
+    to_url(patient=chosen)
     return by_id[chosen]
+
+
+def _open_linked(actor: Actor) -> None:
+    """Select the patient / simulation version a link names (a version's link brings its patient along)."""
+    sim_id, patient_id = from_url("sim"), from_url("patient")
+    if sim_id:
+        try:
+            sim = services().simulations.get(actor, sim_id)
+        except StudioError:  # unknown, another clinic's, or (for presenters) not approved: all alike
+            link_not_found()
+            to_url(sim=None, view=None, stage=None)
+        else:
+            st.session_state[PATIENT_KEY] = sim.patientId
+            st.session_state[SIMULATION_KEY] = sim.id
+            return
+    if patient_id:
+        try:
+            services().patients.get(actor, patient_id)
+        except StudioError:
+            link_not_found()
+            to_url(patient=None)
+        else:
+            if st.session_state.get(PATIENT_KEY) != patient_id:
+                st.session_state[PATIENT_KEY] = patient_id
+                st.session_state.pop(SIMULATION_KEY, None)
 
 
 def series_table(series: SimulationSeries) -> str | None:
@@ -79,7 +108,10 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
                                             include_archived=st.session_state.get("show-archived", False))
     versions = {v.id: v for series in overview.series for v in series.versions}
     if not versions:
-        st.info("This patient has no simulations yet.")
+        st.info("This patient has no simulations yet. "
+                + ("Import one on the Import page." if actor.can(Permission.IMAGING_CAPTURE) else
+                   "A treatment coordinator imports them; ask one to add this patient's simulation."))
+        to_url(sim=None, view=None, stage=None)
         return None
     ids = list(versions)
     current = st.session_state.get(SIMULATION_KEY)
@@ -89,6 +121,7 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
                               f"{' · approved' if versions[i].isApproved else ' · draft'}",
     )
     st.session_state[SIMULATION_KEY] = chosen
+    to_url(sim=chosen)
     sim = services().simulations.get(actor, chosen)
     if st.session_state.get("viewed_simulation") != chosen:  # one audit event per opened version, not per rerun
         services().simulations.record_view(actor, chosen)
@@ -99,15 +132,18 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
 def simulation_summary(actor: Actor, sim: TreatmentSimulation) -> None:
     """Side panel: version, status, approval, source, treatment, scan and the series' versions."""
     context = services().simulations.context(actor, sim)
+    # A vendor's case id helps; our own import's id ("import-6b0f…") means nothing to a clinician.
+    source_id = sim.sourceId if sim.sourceId and not sim.sourceId.startswith("import-") else None
     st.metric("Version", f"v{sim.version}", help="Versions of one series share patient, treatment and type.")
     approval = (f"Approved {sim.approvedAt:%d %b %Y}" if sim.isApproved and sim.approvedAt
                 else "Approved" if sim.isApproved else "Draft — not approved")
     st.markdown(
         f"**Status:** {sim.status.value.title()}  \n**Approval:** {approval}  \n"
-        f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(sim.sourceId)}' if sim.sourceId else ''}  \n"
+        f"**Source:** {md(sim.sourceSystem or '–')}{f' · {md(source_id)}' if source_id else ''}  \n"
         f"**Treatment:** {md(context.treatment.name) if context.treatment else '–'}  \n"
         f"**Scan:** {sim.scanId or 'not linked'}  \n"
-        f"**Stages:** {sim.stage_count} · **Frames:** {sim.frameCount}  \n"
+        f"**Stages:** {stage_count_text(f.stage for f in sim.frames) if sim.frames else sim.stage_count}"
+        f" · **Frames:** {sim.frameCount}  \n"
         f"**Created:** {sim.createdAt:%Y-%m-%d %H:%M} UTC"
     )
     for when, who, comment in services().review.change_requests(actor, sim.id):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -182,11 +183,19 @@ class ExportRepository(Repository):
         return [_from_doc(d) for d in self._col.find(query)]
 
     def list_recent(self, clinic_id: str, *, limit: int = 100, cursor: str | None = None,
-                    approved_only: bool = False) -> Page[SimulationExport]:
-        """The clinic's exports, newest first (a page; `cursor` continues it)."""
+                    approved_only: bool = False, types: Iterable[ExportType] = (),
+                    states: Iterable[ExportState] = (), created_by: str | None = None) -> Page[SimulationExport]:
+        """The clinic's exports, newest first (a page; `cursor` continues it); optionally only of these
+        types, in these states, or made by one user (filters applied to each bounded window)."""
+        post: dict[str, Any] = {"settings.approved": True} if approved_only else {}
+        if types := [t.value for t in types]:
+            post["exportType"] = {"$in": types}
+        if states := [s.value for s in states]:
+            post["state"] = {"$in": states}
+        if created_by:
+            post["createdBy"] = to_oid(created_by, "user")
         docs, next_cursor = self._page(self._scope(clinic_id), "createdAt", limit=limit, cursor=cursor,
-                                       post={"settings.approved": True} if approved_only else None,
-                                       span=timedelta(hours=6))
+                                       post=post or None, span=timedelta(hours=6))
         return Page(tuple(_from_doc(d) for d in docs), next_cursor)
 
     def find_by_request_key(self, clinic_id: str, request_key: str) -> SimulationExport | None:

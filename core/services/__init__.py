@@ -20,6 +20,7 @@ from core.services.simulations import SimulationService
 from core.services.viewers import ViewerService
 from core.services.visuals import VisualService
 from core.services.webhooks import WebhookService
+from core.services.worklist import ExportWorklist
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Services:
     viewers: ViewerService
     api_tokens: ApiTokenService
     webhooks: WebhookService
+    worklist: ExportWorklist
 
 
 def build_services(settings: Settings) -> Services:
@@ -69,4 +71,5 @@ def services_for(infra: Infrastructure) -> Services:
         viewers=ViewerService(infra, simulations),
         api_tokens=ApiTokenService(infra),
         webhooks=webhooks,
+        worklist=ExportWorklist(infra),
     )

@@ -38,6 +38,7 @@ from core.repositories.base import Page
 from core.services.approval import patient_ready
 from core.services.base import ServiceBase
 from core.services.visuals import BeforeRef, ComparisonRequest, OutputSpec, Overlays, VisualService
+from core.stages import stage_name
 
 DECK_OUTPUTS = {"pptx": ExportType.PPTX, "pdf": ExportType.PDF, "handout": ExportType.PDF, "pack": ExportType.PACK}
 TEMPLATE_LABELS = {
@@ -374,7 +375,7 @@ class DeckService(ServiceBase):
             assets = self._infra.assets.get_many(actor.clinic_id, {frames[i].assetId for i in picks})
             images = tuple(_stamped(decode_rgb(self._infra.store.get(assets[frames[i].assetId].sha256)))
                            for i in picks)
-            caption = slide.caption or " · ".join(f"Stage {frames[i].stage}" for i in picks)
+            caption = slide.caption or " · ".join(stage_name(frames[i].stage) for i in picks)
             return SlideContent(**{**base, "caption": caption}, images=images)
         export = self._infra.exports.get(actor.clinic_id, slide.exportId or "")
         video = work / f"video-{export.id}.mp4"

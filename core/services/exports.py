@@ -66,6 +66,7 @@ from core.repositories.base import Page
 from core.services.approval import patient_ready
 from core.services.base import ServiceBase
 from core.services.visuals import OutputSpec, Overlays, VisualService
+from core.stages import stage_name, stage_of
 
 if TYPE_CHECKING:
     from core.services.mesh3d import Mesh3DService
@@ -631,7 +632,7 @@ class ExportService(ServiceBase):
     @staticmethod
     def _stage_labeller(sim: TreatmentSimulation) -> Callable[[Any], str]:
         last = max(f.stage for f in sim.frames)
-        return lambda frame: f"Stage {frame.stage} of {last}"
+        return lambda frame: stage_of(frame.stage, last)
 
     def _video_spec(self, request: RenderRequest, clinic_name: str, *, draft: bool = False) -> Any:
         """The video's settings; an unapproved version's title and end cards carry DRAFT like its frames."""
@@ -684,10 +685,10 @@ class ExportService(ServiceBase):
                                 f"Version {sim.version}", approval,
                                 "Simulated outcome — not a guarantee of results")),
                  PdfPage(kind="comparison", title="Before and predicted", images=(first, last),
-                         captions=(f"Stage {frames[0].stage} (start)", f"Stage {frames[-1].stage} (predicted)"))]
+                         captions=(stage_name(frames[0].stage), f"{stage_name(frames[-1].stage)} (predicted)"))]
         picks = sorted({round(i * (len(frames) - 1) / 8) for i in range(9)})
         pages.append(PdfPage(kind="grid", title="Stages", images=tuple(stamped(pixels(i)) for i in picks),
-                             captions=tuple(f"Stage {frames[i].stage}" for i in picks), columns=3))
+                             captions=tuple(stage_name(frames[i].stage) for i in picks), columns=3))
         if len(sim.views) > 1:
             last_stage = max(f.stage for f in sim.frames)
             finals = [f for f in sim.frames if f.stage == last_stage]

@@ -44,6 +44,7 @@ from core.permissions import Actor
 from core.queueing import enqueue, job_state
 from core.services.base import ServiceBase
 from core.services.simulations import NewFrame, SimulationService
+from core.stages import stage_of
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, str], None]
@@ -381,7 +382,7 @@ class Mesh3DService(ServiceBase):
                                          lambda sha=assets[asset_id].sha256: self._infra.store.get(sha))
                   for arch, asset_id in entry.arches.items()}
         last = record.stages[-1].stage
-        return StageModels(entry.stage, f"Stage {entry.stage} of {last}", meshes)
+        return StageModels(entry.stage, stage_of(entry.stage, last), meshes)
 
     def figure(self, actor: Actor, simulation_id: str, view: ModelView) -> tuple[Any, StageModels]:
         """The Plotly figure of a stage as `view` asks, and the stage it shows."""

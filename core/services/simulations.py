@@ -29,6 +29,7 @@ from core.permissions import Actor
 from core.queueing import enqueue, job_state
 from core.repositories.base import Page, check_limit, decode_cursor, encode_cursor
 from core.services.base import ServiceBase
+from core.stages import stage_count_text
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class HistoryEntry:
     version: int
     what: str
 
+
+#: Stored metadata worth telling a doctor about, in words; other keys are bookkeeping and stay hidden.
+METADATA_LABELS = {"sourceFiles": "Files imported", "alignerCount": "Aligners", "treatmentPlan": "Treatment plan",
+                   "movementScaleMm": "Movement scale (mm)"}
 
 HISTORY_ACTIONS = ("simulation.import", "simulation.modified", "approval.granted", "approval.revoked",
                    "review.changes_requested")
@@ -161,7 +166,8 @@ class SimulationService(ServiceBase):
         if before.name != after.name:
             lines.append(f"Renamed from “{before.name}” to “{after.name}”")
         if before.stage_count != after.stage_count:
-            lines.append(f"Stages: {before.stage_count} → {after.stage_count}")
+            lines.append(f"Stages: {stage_count_text(f.stage for f in before.frames)} → "
+                         f"{stage_count_text(f.stage for f in after.frames)}")
         if before.views != after.views:
             lines.append(f"Views: {', '.join(before.views)} → {', '.join(after.views)}")
         if before.sourceSystem != after.sourceSystem:
@@ -169,9 +175,9 @@ class SimulationService(ServiceBase):
         if before.scanId != after.scanId:
             lines.append("Linked scan changed")
         for key in sorted(set(before.metadata) | set(after.metadata)):
-            if key in ("importId", "demo") or before.metadata.get(key) == after.metadata.get(key):
-                continue
-            lines.append(f"{key}: {before.metadata.get(key, '–')} → {after.metadata.get(key, '–')}")
+            if key not in METADATA_LABELS or before.metadata.get(key) == after.metadata.get(key):
+                continue  # bookkeeping (import ids, demo marks, edit links) is not a clinical change
+            lines.append(f"{METADATA_LABELS[key]}: {before.metadata.get(key, '–')} → {after.metadata.get(key, '–')}")
         return lines or ["New frames with the same stages and views"]
 
     def frame_images(

@@ -54,6 +54,7 @@ from core.privacy import caption_level, output_context, patient_caption
 from core.repositories.base import Page
 from core.services.approval import patient_ready
 from core.services.base import ServiceBase
+from core.stages import stage_of
 
 PATIENT_TEXT = ("none", "initials", "full")
 GALLERY_KINDS = (AssetKind.PHOTO, AssetKind.SCAN, AssetKind.EXPORT)
@@ -250,7 +251,7 @@ class VisualService(ServiceBase):
         if sim.simulationType is SimulationType.SMILE_DESIGN:
             return frame.label or ("Before" if frame.stage == 0 else "Predicted")
         last = max(f.stage for f in sim.frames)
-        return f"Stage {frame.stage} of {last}"
+        return stage_of(frame.stage, last)
 
     @staticmethod
     def _preview_size(output: OutputSpec) -> tuple[int, int]:
@@ -536,10 +537,24 @@ def before_images(assets: list[ImagingAsset]) -> list[ImagingAsset]:
 _PICTURES = ("image/png", "image/jpeg", "image/webp")
 
 
+#: What a produced file is called in its download name, by export type (the asset's tag).
+_DOWNLOAD_WORDS = {"video": "simulation-video", "gif": "simulation-animation", "pdf": "simulation-print",
+                   "comparison": "comparison", "snapshot": "snapshot", "assets": "simulation-frames",
+                   "pptx": "presentation", "pack": "consult-pack"}
+
+
 def download_name(asset: ImagingAsset) -> str:
-    """A file name without patient data: kind, a short id and the extension."""
+    """A meaningful file name without patient data: what it is, the version, the date, a short id.
+
+    e.g. `simulation-video-v2-2026-12-02-5441e8.mp4`. Names typed by users (simulation names, titles)
+    are never used: they may carry a patient's name.
+    """
     extension = {"image/png": "png", "image/jpeg": "jpg", "video/mp4": "mp4", "video/webm": "webm",
                  "image/gif": "gif", "application/pdf": "pdf", "application/zip": "zip", "model/stl": "stl",
                  "model/ply": "ply", "application/xml": "xml", _PPTX: "pptx",
                  }.get(asset.contentType, "bin")
-    return f"{asset.kind.value.lower()}-{asset.id[-8:]}.{extension}"
+    word = next((_DOWNLOAD_WORDS[t] for t in asset.tags if t in _DOWNLOAD_WORDS), asset.kind.value.lower())
+    version = asset.details.get("simulationVersion") or asset.details.get("version")
+    parts = [word, *([f"v{int(version)}"] if isinstance(version, int) else []), f"{asset.createdAt:%Y-%m-%d}",
+             asset.id[-6:]]
+    return "-".join(parts) + f".{extension}"
