@@ -3,9 +3,10 @@
 import streamlit as st
 
 from core.domain import CLINICAL_VIEWS, VIEW_LABELS, ImportSource, ImportState, SimulationType
-from core.errors import StudioError
+from core.errors import NotFoundError, StudioError
 from core.services.imports import Upload
 from ui.context import PATIENT_KEY, SIMULATION_KEY, require_actor, services, show_error
+from ui.deep_links import from_url, link_not_found
 from ui.import_widgets import candidate_editor, import_status, recent_imports, unassigned_imports, unmatched_imports
 from ui.widgets import patient_picker
 
@@ -21,9 +22,16 @@ actor = require_actor()
 st.title("Import simulation")
 
 try:
+    if requested := from_url("import"):  # e.g. from the jobs tray
+        st.session_state[IMPORT_KEY] = requested
     current = st.session_state.get(IMPORT_KEY)
     if current:
-        record = import_status(actor, current)
+        try:
+            record = import_status(actor, current)
+        except NotFoundError:  # an unknown id, or another clinic's: the same answer
+            st.session_state.pop(IMPORT_KEY)
+            link_not_found()
+            st.stop()
         if record.state in (ImportState.PREVIEW, ImportState.UNMATCHED):
             candidate_editor(actor, record)
         if record.state is ImportState.DONE and st.button(

@@ -111,6 +111,16 @@ class ImportRepository(Repository):
                                                limit=limit, cursor=cursor, projection=_LISTED, span=timedelta(days=1))
         return Page(tuple(_from_doc(d) for d in page), next_cursor)
 
+    def list_started_by(self, clinic_id: str, user_id: str, *, states: Iterable[ImportState], days: int = 7,
+                        limit: int = 10) -> list[SimulationImport]:
+        """One user's imports of the last `days` in these states, newest first: one bounded walk per
+        state (the (clinicId, state, createdAt) index), the user applied to what each window found."""
+        since = utcnow() - timedelta(days=days)
+        docs, _ = self._merged_pages([self._scope(clinic_id, state=s.value) for s in states], "createdAt",
+                                     limit=limit, projection=_LISTED, stop=since, span=timedelta(hours=6),
+                                     post={"createdBy": to_oid(user_id, "user")})
+        return [_from_doc(d) for d in docs]
+
     def list_unassigned(self, clinic_id: str, *, days: int = 30, limit: int = 20) -> list[SimulationImport]:
         """Imports of the last `days` without a patient (unmatched exports, or failed before one was
         chosen). Equality on (clinicId, patientId) and a window on createdAt: the index's three keys,

@@ -72,6 +72,9 @@ def _no_progress(_percent: int, _step: str) -> None:
     return None
 
 
+#: Import states the jobs tray follows: running, or waiting for the user who started it.
+IN_PROGRESS = (ImportState.QUEUED, ImportState.ANALYZING, ImportState.PREVIEW, ImportState.IMPORTING)
+
 class ImportService(ServiceBase):
     def __init__(self, infra: Infrastructure, simulations: SimulationService,
                  limits: ImportLimits = DEFAULT_LIMITS,
@@ -138,6 +141,13 @@ class ImportService(ServiceBase):
         actor.require(Permission.IMAGING_CAPTURE)
         return self._infra.imports.list(actor.clinic_id, patient_id=patient_id, states=states, limit=limit,
                                         cursor=cursor)
+
+    def in_progress(self, actor: Actor, *, limit: int = 4) -> list[SimulationImport]:
+        """The user's own imports of the last week still running or waiting for them to confirm the
+        preview, newest first (the jobs tray); nothing for users who cannot import."""
+        if not actor.can(Permission.IMAGING_CAPTURE):
+            return []
+        return self._infra.imports.list_started_by(actor.clinic_id, actor.id, states=IN_PROGRESS, limit=limit)
 
     def candidate_image(self, actor: Actor, import_id: str, key: str, *, thumb: bool = True) -> bytes:
         record = self.get(actor, import_id)
