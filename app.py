@@ -1,5 +1,7 @@
 """Navigation and the sign-in gate only. Pages live in pages/; logic lives in core/."""
 
+from urllib.parse import quote
+
 import streamlit as st
 
 from core.errors import PermissionDeniedError, StudioError, service_problem
@@ -7,6 +9,7 @@ from ui.context import (
     NOTICE_KEY,
     USER_KEY,
     current_actor,
+    current_path,
     hand_over_session,
     idle_expired,
     navigate,
@@ -24,6 +27,8 @@ st.set_page_config(page_title="Treatment Simulation Studio", page_icon=":materia
 SETTINGS = services().infra.settings
 #: Set by a sign-in on this page: the browser still has to fetch its session cookie.
 HANDOVER_KEY = "session_handover"
+#: The address (page and query) the signed-out user asked for.
+SIGNIN_RETURN_KEY = "signin_return"
 LEAVE_KEY = "leave_to"
 
 
@@ -36,7 +41,10 @@ def sign_in_page() -> None:
             st.error("You have no access to Treatment Simulation Studio yet; ask your clinic admin to invite you.")
             st.button("Sign out", on_click=st.logout)
         else:
-            st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
+            # Through the app's own route, which remembers this page (and its query) for after the provider.
+            here = quote(st.session_state.get(SIGNIN_RETURN_KEY, "/"), safe="")
+            if st.button("Sign in", type="primary", icon=":material/login:"):
+                navigate(f"/auth/start?next={here}")
         return
     choices = services().sessions.dev_signin_choices()
     if not choices:
@@ -100,7 +108,9 @@ def main() -> None:
         # query stays in the browser: after signing in, the same page opens on the same patient and stage.
         signin = [st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True),
                   *(st.Page(sign_in_page, title="Sign in", url_path=url_path) for url_path in all_url_paths())]
-        st.navigation(signin, position="hidden").run()
+        page = st.navigation(signin, position="hidden")
+        st.session_state[SIGNIN_RETURN_KEY] = current_path(page.url_path)
+        page.run()
         return
     clinic = services().sessions.clinic(actor)
     with st.sidebar:

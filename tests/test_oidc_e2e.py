@@ -111,10 +111,11 @@ def app_url(env: dict[str, str], app_port: int, secrets_file: Path, tmp_path: Pa
         stop_process(process)
 
 
-def _sign_in_at_provider(page, app_url: str, provider: Provider, login: str) -> None:
+def _sign_in_at_provider(page, app_url: str, provider: Provider, login: str, *, start: str = "") -> None:
+    """Open `start` (the app's root unless given), sign in at the provider, and come back to the app."""
     from playwright.sync_api import expect
 
-    page.goto(app_url)
+    page.goto(start or app_url)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(rf"^{re.escape(provider.issuer)}/interaction/"))
     page.get_by_label("Login name").fill(login)
@@ -147,7 +148,11 @@ def test_an_invited_doctor_signs_in_with_the_provider_and_approves_a_version(
         world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
         simulation_type=SimulationType.ALIGNER, name="Plan", frames=new_frames(3), queue_renditions=False)
 
-    _sign_in_at_provider(page, app_url, provider, "drsmile")
+    # A link a coordinator sent: the provider returns to the app's root, the app to the link.
+    _sign_in_at_provider(page, app_url, provider, "drsmile", start=f"{app_url}/review?sim={sim.id}")
+    expect(page.get_by_role("heading", name="Review")).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/review\?.*sim={sim.id}"))
+    assert "tss_next" not in {c["name"] for c in page.context.cookies()}  # used once, then dropped
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Dr Smile")).to_be_visible()
     expect(sidebar.get_by_text("doctor", exact=True)).to_be_visible()  # Role: `doctor`
@@ -155,10 +160,9 @@ def test_an_invited_doctor_signs_in_with_the_provider_and_approves_a_version(
     expect(nav.get_by_role("link", name="Review")).to_be_visible()
     expect(nav.get_by_role("link", name="Integrations")).to_have_count(0)
 
-    nav.get_by_role("link", name="Review").click()
-    expect(page.get_by_role("heading", name="Review")).to_be_visible()
-    page.get_by_role("button", name="Approve this version").click()
-    expect(page.get_by_text("Nothing is waiting for approval in your clinic.")).to_be_visible()
+    page.get_by_role("button", name="Approve this version…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Approve", exact=True).click()
+    expect(page.get_by_role("button", name="Undo")).to_be_visible()
     _screenshot(page, tmp_path, "oidc-doctor-approved.png")
 
     approved = services.simulations.get(world.actor(), sim.id)

@@ -114,7 +114,14 @@ def hand_over_session(actor: Actor, *, method: str, url_path: str = "") -> None:
     """After a sign-in on this page, give the browser its session cookie (and come back here: the same
     page and query, so a link opened before signing in lands where it pointed)."""
     ticket = services().sessions.sign_in_ticket(actor, method=method)
-    navigate(f"/auth/session?ticket={quote(ticket)}&next={quote(current_path(url_path), safe='')}")
+    target = current_path(url_path)
+    if method == "oidc":  # the provider returned to the root: go where the sign-in started (web/auth.py)
+        remembered = ""
+        with contextlib.suppress(Exception):
+            remembered = st.context.cookies.get("tss_next") or ""
+        if remembered.startswith("/") and not remembered.startswith("//"):
+            target = remembered
+    navigate(f"/auth/session?ticket={quote(ticket)}&next={quote(target, safe='')}")
 
 
 def sign_out(reason: str = "user") -> None:

@@ -24,6 +24,8 @@ from core.errors import NotFoundError, PermissionDeniedError, StudioError
 from web.runtime import services
 
 COOKIE = "tss_session"
+#: Where an OpenID Connect sign-in started (a page and its query): the provider returns to the app's root.
+NEXT_COOKIE = "tss_next"
 #: Headers on every response these routes make: nothing cached, nothing leaked to other sites.
 PRIVATE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer",
            "X-Content-Type-Options": "nosniff"}
@@ -51,6 +53,18 @@ def start_session(request: Request) -> Response:
     lifetime = int((session.expiresAt - session.createdAt).total_seconds())
     response.set_cookie(COOKIE, secret, max_age=lifetime, path="/", httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")
+    response.delete_cookie(NEXT_COOKIE, path="/")  # the sign-in it remembered is over
+    return response
+
+
+def start_signin(request: Request) -> Response:
+    """The OpenID Connect "Sign in" button: remember the page the user asked for (10 minutes, this
+    browser only), then start Streamlit's own login with the provider (what `st.login` does)."""
+    from streamlit.user_info import generate_login_redirect_url
+
+    response = RedirectResponse(generate_login_redirect_url("default"), status_code=303, headers=PRIVATE)
+    response.set_cookie(NEXT_COOKIE, safe_next(request.query_params.get("next")), max_age=600, path="/",
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
     return response
 
 
@@ -127,6 +141,7 @@ class MediaGuard:
 
 ROUTES = [
     Route("/auth/session", start_session, methods=["GET"]),
+    Route("/auth/start", start_signin, methods=["GET"]),
     Route("/auth/signout", end_session, methods=["GET"]),
     Route("/files/{asset_id}", download, methods=["GET"]),
 ]
