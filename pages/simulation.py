@@ -6,7 +6,7 @@ from core.domain import Permission
 from core.errors import StudioError
 from core.services.visuals import SnapshotSpec
 from ui.context import require_actor, services, show_error
-from ui.deep_links import copy_link
+from ui.deep_links import copy_link, from_url, to_url
 from ui.export_controls import export_result, output_controls, overlay_controls
 from ui.manage import history, manage
 from ui.mesh_viewer import mesh_exports, mesh_viewer, viewer_mode
@@ -53,14 +53,20 @@ try:
             if actor.can(Permission.IMAGING_EXPORT) and st.button("Save snapshot", type="primary",
                                                                   icon=":material/save:"):
                 export_result(actor, services().visuals.export_snapshot(actor, sim.id, spec))
-        # Streamlit forgets a widget's value once another page ran: the panel stays open across pages.
+        # Streamlit forgets a widget's value once another page ran, and a reload starts a new session: the
+        # panel's state is kept in the session and in the address (?render=1).
+        if from_url("render") == "1":
+            st.session_state["keep-render-open"] = True
         render_open = actor.can(Permission.IMAGING_EXPORT) and st.toggle(
             "Video, GIF, PDF or frames", key="render-open", value=st.session_state.get("keep-render-open", False))
         st.session_state["keep-render-open"] = render_open
+        to_url(render=1 if render_open else None)
         if render_open:
             request = render_request_form(actor, sim)
             if request is not None:
                 follow(services().exports.request(actor, sim.id, request))
+        if FOLLOW_KEY not in st.session_state:  # a new session (a reload): follow my renders still running here
+            st.session_state[FOLLOW_KEY] = services().exports.running_for(actor, sim.id)
         for export_id in st.session_state.get(FOLLOW_KEY, [])[:5]:
             export_progress(actor, export_id)
 except StudioError as exc:

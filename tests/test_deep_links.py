@@ -159,3 +159,26 @@ def test_the_render_panel_stays_open_across_pages(app_env, world):
     assert not at.exception
     assert at.toggle(key="render-open").value is True
     assert any(b.label.startswith("Render ") for b in at.button)
+
+
+def test_a_reload_keeps_the_render_panel_open_and_follows_my_running_render(app_env, world, services):
+    from core.domain import ExportType
+    from core.permissions import Actor
+    from core.services.exports import RenderRequest
+
+    sim = world.sims["C-1"]
+    at = _open(world, "pages/simulation.py", sim=sim.id)
+    at.toggle(key="render-open").set_value(True).run()
+    assert _q(at, "render") == "1"
+    # No worker runs here: both stay queued.
+    mine = services.exports.request(Actor(world.users[Role.COORDINATOR]), sim.id, RenderRequest(ExportType.GIF))
+    theirs = services.exports.request(Actor(world.users[Role.DOCTOR]), sim.id,
+                                      RenderRequest(ExportType.PDF))
+    address = {k: _q(at, k) for k in at.query_params}
+
+    reloaded = _open(world, "pages/simulation.py", **address)  # a new session: nothing followed yet
+    assert not reloaded.exception
+    assert reloaded.toggle(key="render-open").value is True
+    assert reloaded.session_state["followed_exports"] == [mine.id]
+    assert theirs.id not in reloaded.session_state["followed_exports"]
+    assert any("waiting for" in p.proto.text for p in reloaded.get("progress"))

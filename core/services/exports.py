@@ -300,6 +300,13 @@ class ExportService(ServiceBase):
         return {e.id for e in exports if patient_ready(approved_when_made=bool(e.settings.get("approved")),
                                                          made_at=e.createdAt, sim=sims.get(e.simulationId))}
 
+    def running_for(self, actor: Actor, simulation_id: str) -> list[str]:
+        """Ids of the user's own exports of this version that are still queued or rendering, newest first
+        (one bounded page of the version's exports)."""
+        busy = (ExportState.PENDING, ExportState.QUEUED, ExportState.RUNNING)
+        return [e.id for e in self.for_simulation(actor, simulation_id, limit=50)
+                if e.state in busy and e.createdBy == actor.id]
+
     def for_simulation(self, actor: Actor, simulation_id: str, *, export_type: ExportType | None = None,
                        limit: int = 50) -> Page[SimulationExport]:
         """One version's exports (of one type), newest first."""
