@@ -44,7 +44,9 @@ def sign_in_page() -> None:
             # Through the app's own route, which remembers this page (and its query) for after the provider.
             here = quote(st.session_state.get(SIGNIN_RETURN_KEY, "/"), safe="")
             if st.button("Sign in", type="primary", icon=":material/login:"):
-                navigate(f"/auth/start?next={here}")
+                from streamlit.user_info import generate_login_redirect_url  # what st.login sends the browser to
+
+                navigate(f"/auth/start?next={here}&then={quote(generate_login_redirect_url('default'), safe='')}")
         return
     choices = services().sessions.dev_signin_choices()
     if not choices:

@@ -63,3 +63,18 @@ def draft_fraction(rgb: np.ndarray) -> float:
     """The share of a decoded frame's pixels in the DRAFT watermark's red."""
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
     return float(((r - g > 30) & (r - b > 15)).mean())
+
+
+def open_app(world: ClinicWorld, page: str, *, role: Role = Role.COORDINATOR, **params: str):
+    """A fresh AppTest session (a reload, or a pasted link) of `page` with `params` in the address."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=30)
+    at.session_state["user_id"] = world.users[role].id
+    at.run()
+    at.switch_page(page)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()

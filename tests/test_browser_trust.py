@@ -63,7 +63,7 @@ def _open(page, title: str) -> None:
 
 def _download(page, url: str) -> bytes:
     """Fetch the first Download link as this browser (its session cookie), asserting the file is private."""
-    href = page.get_by_role("link", name="Download").first.get_attribute("href")
+    href = page.get_by_test_id("stMain").get_by_role("link", name="Download").first.get_attribute("href")
     response = page.context.request.get(href if href.startswith("http") else url + href)
     assert response.ok, response.status
     assert "no-store" in response.headers["cache-control"]
@@ -85,7 +85,7 @@ def test_a_presenter_downloads_a_deck_without_a_draft_frame(walk, page):
     _open(coordinator, "Simulation")
     coordinator.get_by_text("Video, GIF, PDF or frames").click()
     coordinator.get_by_role("button", name="Render video (mp4)").click()
-    expect(coordinator.get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(coordinator.get_by_test_id("stMain").get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     assert min(draft_fraction(f) for f in _video_frames(_download(coordinator, url))) > 0.002  # the draft says DRAFT
 
     doctor = _signed_in(browser, url, "doctor@walk.test")
@@ -102,7 +102,7 @@ def test_a_presenter_downloads_a_deck_without_a_draft_frame(walk, page):
     _open(presenter, "Presentations")
     expect(presenter.get_by_text("was a draft")).to_be_visible()  # the deck says it will render it again
     presenter.get_by_role("button", name="PowerPoint").click()
-    expect(presenter.get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
+    expect(presenter.get_by_test_id("stMain").get_by_text(": ready").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     with zipfile.ZipFile(io.BytesIO(_download(presenter, url))) as package:
         movies = [n for n in package.namelist() if n.startswith("ppt/media/") and n.endswith(".mp4")]
         assert movies, "the deck has no video"

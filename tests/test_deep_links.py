@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import PROJECT_ROOT
 from core.domain import Role, SimulationType
-from tests.factories import make_clinic, new_frames
+from tests.factories import make_clinic, new_frames, open_app
 from ui.deep_links import NOT_FOUND
 
 APP = PROJECT_ROOT / "app.py"
@@ -34,13 +34,7 @@ def world(services, infra):
 
 def _open(world, page: str, **params: str) -> AppTest:
     """A fresh session (a reload or a pasted link) of `page` with `params` in the address."""
-    at = AppTest.from_file(str(APP), default_timeout=30)
-    at.session_state["user_id"] = world.users[Role.COORDINATOR].id
-    at.run()
-    at.switch_page(page)
-    for name, value in params.items():
-        at.query_params[name] = value
-    return at.run()
+    return open_app(world, page, **params)
 
 
 def _q(at: AppTest, name: str) -> str | None:

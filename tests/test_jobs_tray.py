@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import PROJECT_ROOT
 from core.domain import ImportSource, ImportState, Role, SimulationType
-from tests.factories import make_clinic
+from tests.factories import make_clinic, open_app
 from ui.deep_links import NOT_FOUND
 
 APP = PROJECT_ROOT / "app.py"
@@ -32,16 +32,6 @@ def test_the_tray_lists_only_my_imports_in_progress(services, infra):
     assert services.imports.in_progress(other.actor()) == []
 
 
-def _open(world, page: str, **params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=30)
-    at.session_state["user_id"] = world.users[Role.COORDINATOR].id
-    at.run()
-    at.switch_page(page)
-    for name, value in params.items():
-        at.query_params[name] = value
-    return at.run()
-
-
 def test_the_tray_shows_a_running_import_and_opens_a_waiting_one(app_env, services, infra):
     world = make_clinic(infra)
     running = _import(infra, world, Role.COORDINATOR, ImportState.ANALYZING)
@@ -58,14 +48,14 @@ def test_the_tray_shows_a_running_import_and_opens_a_waiting_one(app_env, servic
     links = [f"{link.proto.page}?{link.proto.query_string}" for link in tray.get("page_link")]
     assert any(f"import={waiting.id}" in link for link in links), links
 
-    opened = _open(world, "pages/imports.py", **{"import": waiting.id})
+    opened = open_app(world, "pages/imports.py", **{"import": waiting.id})
     assert not opened.exception
     assert not any(NOT_FOUND in w.value for w in opened.warning)
     assert opened.session_state["import_id"] == waiting.id
 
     other = make_clinic(infra, "beta")
     foreign = _import(infra, other, Role.COORDINATOR, ImportState.PREVIEW)
-    refused = _open(world, "pages/imports.py", **{"import": foreign.id})
+    refused = open_app(world, "pages/imports.py", **{"import": foreign.id})
     assert not refused.exception
     assert any(NOT_FOUND in w.value for w in refused.warning)
     assert "import_id" not in refused.session_state

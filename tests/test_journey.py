@@ -155,7 +155,7 @@ def test_the_coordinators_day(journey, browser, tmp_path):
     # With the worker stopped, a GIF requested now waits in the queue: cancel it from the worklist.
     stop_worker(worker)
     page.get_by_test_id("stSidebar").get_by_role("link", name="Simulation").click()
-    page.get_by_text("Video, GIF, PDF or frames").click()  # closed by the reload above (a new session)
+    # Still open: the reload above kept it in the address (?render=1).
     expect(page.get_by_role("button", name="Render video (mp4)")).to_be_visible()
     page.locator('[data-testid="stButtonGroup"] button', has_text="Animated GIF").click()
     page.get_by_role("button", name="Render animated gif").click()

@@ -58,11 +58,10 @@ def start_session(request: Request) -> Response:
 
 
 def start_signin(request: Request) -> Response:
-    """The OpenID Connect "Sign in" button: remember the page the user asked for (10 minutes, this
-    browser only), then start Streamlit's own login with the provider (what `st.login` does)."""
-    from streamlit.user_info import generate_login_redirect_url
-
-    response = RedirectResponse(generate_login_redirect_url("default"), status_code=303, headers=PRIVATE)
+    """The OpenID Connect "Sign in" button: remember the page the user asked for (`next`, 10 minutes, this
+    browser only), then go on to the provider's login (`then`, the path `st.login` would send the browser to;
+    app.py builds it)."""
+    response = RedirectResponse(safe_next(request.query_params.get("then")), status_code=303, headers=PRIVATE)
     response.set_cookie(NEXT_COOKIE, safe_next(request.query_params.get("next")), max_age=600, path="/",
                         httponly=True, samesite="lax", secure=request.url.scheme == "https")
     return response

@@ -16,8 +16,6 @@ attempt that was superseded adds nothing. A unique index on the asset's `exportI
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -65,7 +63,7 @@ from core.queueing import enqueue
 from core.repositories.base import Page
 from core.services.approval import patient_ready
 from core.services.base import ServiceBase
-from core.services.visuals import OutputSpec, Overlays, VisualService
+from core.services.visuals import OutputSpec, Overlays, VisualService, export_request_key
 from core.stages import stage_name, stage_of
 
 if TYPE_CHECKING:
@@ -165,8 +163,7 @@ class ExportService(ServiceBase):
         frame_range = self._validate(actor, sim, request)
         settings = {**request.settings(), "approved": sim.isApproved,
                     "clinic": output_context(self._infra.clinics.get(actor.clinic_id))}
-        key = hashlib.sha256(json.dumps({"simulationId": sim.id, "version": sim.version, "revision": sim.revision,
-                                         "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()
+        key = export_request_key(sim, settings)
         existing = self._infra.exports.find_by_request_key(actor.clinic_id, key)
         if existing is not None:
             return self._reuse(actor, existing)

@@ -191,6 +191,18 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+
+def export_request_key(sim: TreatmentSimulation, settings: dict[str, Any], **extra: Any) -> str:
+    """The key of an export request: identical requests share one file.
+
+    What the file shows: the version, its name (title cards, covers), its approval (DRAFT marks; approving
+    again after a revocation makes new files) and the settings — not bookkeeping such as renditions, which
+    also move the record's revision.
+    """
+    return hashlib.sha256(json.dumps({"simulationId": sim.id, "version": sim.version, "name": sim.name,
+                                      "approvedAt": sim.approvedAt, "settings": settings, **extra},
+                                     sort_keys=True, default=str).encode()).hexdigest()
+
 class VisualService(ServiceBase):
     def __init__(self, infra: Infrastructure) -> None:
         self._infra = infra
@@ -376,9 +388,7 @@ class VisualService(ServiceBase):
               before_image_id: str | None = None) -> ExportResult:
         settings = {"spec": _canonical(spec), "approved": sim.isApproved,
                     "clinic": output_context(self._infra.clinics.get(actor.clinic_id))}
-        request_key = hashlib.sha256(json.dumps(
-            {"simulationId": sim.id, "version": sim.version, "revision": sim.revision, "type": export_type.value,
-             "settings": settings}, sort_keys=True, default=str).encode()).hexdigest()
+        request_key = export_request_key(sim, settings, type=export_type.value)
         existing = self._infra.exports.find_by_request_key(actor.clinic_id, request_key)
         if existing is not None:
             return self._result(actor, existing, reused=True)
