@@ -154,6 +154,7 @@ def _operations(counted: Counted) -> list[tuple[str, Callable[[], object], int]]
         ("exports.find_by_request_key", lambda: infra.exports.find_by_request_key(clinic, f"k{s['export']}"), 150),
         ("exports.list_recent", lambda: infra.exports.list_recent(clinic, limit=50), 500),
         ("exports.list_recent page 2", lambda: infra.exports.list_recent(clinic, limit=50, cursor=page2), 500),
+        ("exports.list_recent mine", lambda: infra.exports.list_recent(clinic, limit=4, created_by=s["doctor"]), 400),
         ("exports.list_recent approved", lambda: infra.exports.list_recent(clinic, limit=50, approved_only=True),
          700),
         ("exports.list_for_simulation", lambda: infra.exports.list_for_simulation(clinic, s["sim"]), 200),
