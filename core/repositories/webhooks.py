@@ -111,7 +111,8 @@ class WebhookRepository(Repository):
         state = "DELIVERED" if delivered else ("FAILED" if final else "PENDING")
         now = utcnow()
         self._db[DELIVERIES].update_one(
-            self._scope(clinic_id, _id=to_oid(delivery_id, "delivery"), state={"$ne": "DELIVERED"}),
+            # An equality set, not `$ne` (SECANTUS.md): a delivered one is never touched again.
+            self._scope(clinic_id, _id=to_oid(delivery_id, "delivery"), state={"$in": ["PENDING", "FAILED"]}),
             {"$set": {"state": state, "lastStatus": status, "lastError": error,
                       **({"deliveredAt": now} if delivered else {}), "lastAttemptAt": now},
              "$inc": {"attempts": 1}})
