@@ -116,6 +116,25 @@ def test_preparing_twice_is_idempotent_and_requests_are_not_duplicated(services,
     assert infra.db.mesh_sets.count_documents({}) == 1
 
 
+def test_a_preparation_overlapping_a_completed_one_does_not_take_the_set_back(services, world, infra, monkeypatch):
+    """Two preparations of one set can overlap (a job queued by the import and a re-queue after a worker was
+    presumed dead): the one that read the set before the other completed it must not set it back to running
+    (the version would show "still being prepared" with its models in place) nor mark it failed."""
+    sim_id = _import_staged(services, world, _translated(8_000))
+    stale = infra.mesh_sets.get(world.clinic.id, sim_id)  # as the slower job read it: QUEUED
+    done = services.meshes.prepare(world.clinic.id, sim_id)
+    assert done.state is RenditionState.READY and stale.state is not RenditionState.READY
+    monkeypatch.setattr(infra.mesh_sets, "get", lambda clinic_id, simulation_id: stale)
+    services.meshes.prepare(world.clinic.id, sim_id)
+    monkeypatch.undo()
+    after = infra.mesh_sets.get(world.clinic.id, sim_id)
+    assert (after.state, after.step, after.progress, after.stages) == (RenditionState.READY, "ready", 100, done.stages)
+    # a late failure of the overlapping job and its progress reports leave the completed set alone
+    assert not infra.mesh_sets.set_state(world.clinic.id, sim_id, RenditionState.FAILED, error="x", unless_ready=True)
+    infra.mesh_sets.report(world.clinic.id, sim_id, 42, "storing 3D model 1 of 3")
+    assert infra.mesh_sets.get(world.clinic.id, sim_id) == after
+
+
 def test_itero_jaw_scans_get_a_single_stage_3d_view(services, world, tmp_path):
     from core.importing.testing import make_itero_export
 

@@ -70,13 +70,20 @@ class MeshSetRepository(Repository):
         return _from_doc(doc)
 
     def set_state(self, clinic_id: str, simulation_id: str, state: RenditionState, *, progress: int | None = None,
-                  step: str | None = None, error: str | None = None) -> None:
+                  step: str | None = None, error: str | None = None,
+                  unless_ready: bool = False) -> bool:
+        """Move the set to `state`; with `unless_ready`, only while no preparation has completed it (two
+        preparations of one set can overlap: a retry after a worker was presumed dead, a maintenance re-queue).
+        Whether the set was changed."""
         values: dict[str, Any] = {"state": state.value, "error": error, "updatedAt": utcnow()}
         if progress is not None:
             values["progress"] = progress
         if step is not None:
             values["step"] = step
-        self._col.update_one(self._key(clinic_id, simulation_id), {"$set": values})
+        key = self._key(clinic_id, simulation_id)
+        if unless_ready:  # an equality set, not $ne (the shape the embedded server serves by _id)
+            key["state"] = {"$in": [s.value for s in RenditionState if s is not RenditionState.READY]}
+        return self._col.update_one(key, {"$set": values}).matched_count == 1
 
     def mark_queued(self, clinic_id: str, simulation_id: str, *, reset_attempts: bool = False) -> None:
         """A preparation job was queued: state QUEUED, one more attempt (or the first, after a user's retry)."""
@@ -87,7 +94,8 @@ class MeshSetRepository(Repository):
         self._col.update_one(self._key(clinic_id, simulation_id), update)
 
     def report(self, clinic_id: str, simulation_id: str, progress: int, step: str) -> None:
-        self._col.update_one(self._key(clinic_id, simulation_id),
+        """Progress of a running preparation (a set already completed by an overlapping one keeps its 'ready')."""
+        self._col.update_one({**self._key(clinic_id, simulation_id), "state": RenditionState.RUNNING.value},
                              {"$set": {"progress": progress, "step": step, "updatedAt": utcnow()}})
 
     def complete(self, clinic_id: str, simulation_id: str, *, stages: list[MeshStage], max_movement: float,

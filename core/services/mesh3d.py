@@ -246,7 +246,9 @@ class Mesh3DService(ServiceBase):
         if record.state is RenditionState.READY:
             return record
         sim = self._infra.simulations.get(clinic_id, simulation_id)
-        self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.RUNNING, progress=0, step="reading models")
+        if not self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.RUNNING, progress=0,
+                                               step="reading models", unless_ready=True):
+            return self._infra.mesh_sets.get(clinic_id, sim.id) or record  # another preparation completed it
         last_report = 0.0
 
         def report(percent: int, step: str) -> None:
@@ -288,12 +290,14 @@ class Mesh3DService(ServiceBase):
             return self._store(clinic_id, sim, decimated, source_triangles=source_triangles,
                                axes_of=anatomical_axes, report=report)
         except StudioError as exc:  # the models themselves are unusable: say why; retrying would not help
-            self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.FAILED, step="failed", error=str(exc))
+            self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.FAILED, step="failed", error=str(exc),
+                                            unless_ready=True)
             return self._infra.mesh_sets.get(clinic_id, sim.id) or record
         except Exception as exc:
             log.error("3D models of simulation %s failed (%s)", sim.id, type(exc).__name__)
             self._infra.mesh_sets.set_state(clinic_id, sim.id, RenditionState.FAILED, step="failed",
-                                            error="Preparing the 3D view failed unexpectedly; try again.")
+                                            error="Preparing the 3D view failed unexpectedly; try again.",
+                                            unless_ready=True)
             raise
 
     def _store(self, clinic_id: str, sim: TreatmentSimulation, decimated: dict[str, dict[int, Any]], *,
