@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import streamlit as st
+from bson import ObjectId
 from streamlit.testing.v1 import AppTest
 
 from core.config import PROJECT_ROOT
 from core.domain import Role, SimulationType
-from tests.factories import make_clinic, new_frames
+from tests.factories import make_clinic, new_frames, open_app
 
 APP = PROJECT_ROOT / "app.py"
 PAGES = ("pages/patients.py", "pages/simulation.py", "pages/compare.py", "pages/gallery.py", "pages/exports.py")
@@ -100,6 +103,29 @@ def test_the_patients_page_lists_series_with_versions(app_env, world, services):
     assert list(table["Version"]) == ["v2", "v1"]
     assert list(table["Status"]) == ["Active", "Superseded"]
     assert list(table["Frames"]) == [3, 5]
+
+
+def test_a_patient_with_more_versions_than_a_page_pages_through_them_and_links_reach_the_oldest(
+        app_env, world, services, infra):
+    """The Patients page shows a patient's newest 100 versions and pages to older ones; a link to a version
+    older than the first page still opens it in the viewer (instead of silently showing the newest)."""
+    first = infra.db.simulations.find_one({})
+    clones = [{**first, "_id": ObjectId(), "version": n, "status": "SUPERSEDED", "isApproved": False,
+               "createdAt": first["createdAt"] + timedelta(seconds=n), "updatedAt": first["updatedAt"]
+               + timedelta(seconds=n)} for n in range(2, 105)]
+    infra.db.simulations.insert_many(clones)  # 104 versions of one series (ids in creation order)
+    at = _signed_in(world, Role.COORDINATOR).run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == 100 and at.dataframe[0].value["Version"].iloc[0] == "v104"
+    at.button(key=next(b.key for b in at.button if b.label == "Older versions")).click().run()
+    assert list(at.dataframe[0].value["Version"]) == ["v4", "v3", "v2", "v1"]
+    assert next(b for b in at.button if b.label == "Older versions").disabled
+    at.button(key=next(b.key for b in at.button if b.label == "Newer versions")).click().run()
+    assert len(at.dataframe[0].value) == 100
+
+    oldest = open_app(world, "pages/simulation.py", sim=str(first["_id"]))
+    assert not oldest.exception and not oldest.error, oldest.exception
+    assert next(s for s in oldest.selectbox if s.label == "Simulation").value == str(first["_id"])
 
 
 def _shown_image(at: AppTest) -> str:

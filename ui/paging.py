@@ -23,9 +23,15 @@ def page_cursor(list_key: str) -> str | None:
 
 def page_controls(list_key: str, page: Page, *, newer: str = "Newer", older: str = "Older") -> None:
     """Buttons that move between pages of a list (shown only when there is somewhere to go)."""
+    cursor_controls(list_key, page.cursor, truncated=page.truncated, newer=newer, older=older)
+
+
+def cursor_controls(list_key: str, cursor: str | None, *, truncated: bool = False, newer: str = "Newer",
+                    older: str = "Older") -> None:
+    """`page_controls` for a result that carries only the next page's cursor (e.g. a patient's overview)."""
     stack: list[str | None] = st.session_state.setdefault(_state_key(list_key), [None])
-    if len(stack) == 1 and not page.cursor:
-        if page.truncated:
+    if len(stack) == 1 and not cursor:
+        if truncated:
             st.caption("More match than shown; refine the search.")
         return
     cols = st.columns([1, 1, 3])
@@ -34,7 +40,7 @@ def page_controls(list_key: str, page: Page, *, newer: str = "Newer", older: str
         stack.pop()
         st.rerun()
     if cols[1].button(older, key=f"{_state_key(list_key)}-next", icon=":material/chevron_right:",
-                      disabled=not page.cursor, width="stretch"):
-        stack.append(page.cursor)
+                      disabled=not cursor, width="stretch"):
+        stack.append(cursor)
         st.rerun()
     cols[2].caption(f"Page {len(stack)}")

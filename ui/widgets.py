@@ -113,8 +113,13 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
                    "A treatment coordinator imports them; ask one to add this patient's simulation."))
         to_url(sim=None, view=None, stage=None)
         return None
-    ids = list(versions)
     current = st.session_state.get(SIMULATION_KEY)
+    if current and current not in versions:  # a link to a version older than the newest page (or not theirs)
+        with contextlib.suppress(StudioError):
+            linked = services().simulations.get(actor, current)
+            if linked.patientId == patient.id:
+                versions[linked.id] = linked
+    ids = list(versions)
     chosen = st.selectbox(
         label, ids, index=ids.index(current) if current in ids else 0,
         format_func=lambda i: f"{versions[i].name} · v{versions[i].version} · {versions[i].status.value.lower()}"
