@@ -56,6 +56,9 @@ class Settings:
     #: stores the bytes before it records them (a render or import job, up to an hour). Clean-up after
     #: an import and `cli gc` delete unreferenced files only once they are older than this.
     blob_grace_seconds: int = 3600
+    #: Hours between automatic clean-ups of stored files no record refers to (the `cli gc` rule, on the
+    #: workers' background queue, once per period however many workers run); 0 turns them off.
+    gc_hours: float = 24.0
     #: Minutes without interaction after which a session is signed out and patient data hidden.
     idle_timeout_minutes: int = 15
     #: Development sign-in (pick a demo user). Only honoured when no OIDC `[auth]` is configured.
@@ -139,6 +142,7 @@ def load_settings(
         maintenance_seconds=int(get("MAINTENANCE_SECONDS", "15") or 15),
         export_lease_seconds=int(get("EXPORT_LEASE_SECONDS", "15") or 15),
         blob_grace_seconds=int(get("BLOB_GRACE_SECONDS", "3600") or 3600),
+        gc_hours=float(get("GC_HOURS", "24") or 0),
         idle_timeout_minutes=int(get("IDLE_TIMEOUT_MINUTES", "15") or 15),
         dev_signin=_truthy(get("DEV_SIGNIN")),
         oidc_configured=isinstance(secrets.get("auth"), dict) and bool(secrets["auth"]),

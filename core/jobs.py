@@ -6,6 +6,7 @@ MongoClient, so the runtime is keyed by process id.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -14,6 +15,7 @@ from rq import get_current_job
 from core.config import load_settings
 from core.services import Services, build_services
 
+log = logging.getLogger(__name__)
 _runtime: tuple[int, Services] | None = None
 
 
@@ -84,6 +86,7 @@ def maintenance() -> int:
             picked += svc.exports.reconcile(clinic_id) + svc.simulations.reconcile_renditions(clinic_id)
             picked += svc.meshes.reconcile(clinic_id) + svc.webhooks.reconcile(clinic_id)
             svc.api_tokens.purge_keys(clinic_id)
+        schedule_gc(svc)
         return picked
     finally:
         schedule_maintenance(svc, delay=svc.infra.settings.maintenance_seconds)
@@ -104,6 +107,35 @@ def schedule_maintenance(svc: Services, *, delay: int = 0) -> None:
         target.enqueue_in(timedelta(seconds=delay), maintenance, **kwargs)
     else:
         target.enqueue(maintenance, **kwargs)
+
+
+def schedule_gc(svc: Services) -> bool:
+    """Queue the clean-up of unreferenced stored files once per `GC_HOURS` period (the first maintenance
+    run of the period wins a Redis claim; the others skip). Whether this call queued it."""
+    from core.queueing import queue
+
+    hours = svc.infra.settings.gc_hours
+    if hours <= 0:
+        return False
+    interval = max(60, int(hours * 3600))
+    bucket = int(time.time() // interval)
+    if not svc.infra.redis.set(f"tss:gc:{bucket}", "queued", nx=True, ex=2 * interval):
+        return False
+    queue(svc.infra.redis, "background").enqueue(
+        collect_stored_garbage, job_id=f"gc-{bucket}", description="gc", job_timeout=6 * 3600,
+        result_ttl=7 * 24 * 3600, failure_ttl=7 * 24 * 3600)
+    return True
+
+
+def collect_stored_garbage() -> int:
+    """Delete stored files no record refers to and nobody wrote within BLOB_GRACE_SECONDS (left by a
+    process killed between writing a file and recording it). Returns how many were deleted."""
+    from core.blobs import collect_garbage
+
+    svc = services()
+    removed = collect_garbage(svc.infra, older_than_seconds=svc.infra.settings.blob_grace_seconds)
+    log.info("gc: removed %d unreferenced stored file(s)", removed)
+    return removed
 
 
 def render_demo_simulation(clinic_id: str, patient_id: str, treatment_id: str, index: str, profile: str) -> int:

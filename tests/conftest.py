@@ -75,6 +75,7 @@ def fresh_env(servers: Servers, tmp_path: Path) -> dict[str, str]:
         "MAINTENANCE_SECONDS": "5",
         "EXPORT_LEASE_SECONDS": "4",
         "BLOB_GRACE_SECONDS": "0",  # clean-ups delete at once here; tests of the grace period set it
+        "GC_HOURS": "0",  # with no grace, a scheduled gc could race a job's write; the gc test turns it on
     }
     return values
 

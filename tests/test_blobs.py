@@ -9,13 +9,15 @@ import pytest
 
 from core.blobs import release_blobs
 from core.config import load_settings
-from core.domain import AssetKind, ImportSource, ImportState
+from core.domain import AssetKind, ImportSource, ImportState, SimulationType
 from core.imaging import encode_png
 from core.infra import build_infrastructure
+from core.jobs import schedule_gc
 from core.services import services_for
 from core.services.imports import Upload
 from core.storage import FileAssetStore, GridFSAssetStore
-from tests.factories import gradient_frame, make_clinic
+from tests.conftest import start_worker, stop_worker, wait_until
+from tests.factories import gradient_frame, make_clinic, new_frames
 
 HOUR = 3600
 
@@ -114,3 +116,26 @@ def test_import_and_gc_share_the_rule(env, infra):
     assert release_blobs(own, [orphan.sha256]) == 0  # young: a writer may be about to record it
     _age(own.store, orphan.sha256, 2 * HOUR)
     assert release_blobs(own, [orphan.sha256]) == 1
+
+
+@pytest.mark.worker
+def test_the_workers_clean_up_unreferenced_files_once_per_period(env, infra, services):
+    own_env = {**env, "GC_HOURS": "1", "BLOB_GRACE_SECONDS": str(HOUR)}
+    own = services_for(build_infrastructure(load_settings(own_env)))
+    world = make_clinic(infra)
+    sim = services.simulations.create_version(
+        world.actor(), patient_id=world.patient.id, treatment_id=world.treatment.id,
+        simulation_type=SimulationType.ALIGNER, name="Plan", frames=new_frames(3), queue_renditions=False)
+    orphan = own.infra.store.put(b"left behind by a process killed before it recorded the file" * 10)
+    for path in own.infra.store.root.glob("??/??/*"):  # everything stored two hours ago...
+        os.utime(path, (time.time() - 2 * HOUR, time.time() - 2 * HOUR))
+    young = own.infra.store.put(b"a render job about to record its file" * 10)  # ...but this one
+    worker = start_worker(own_env, infra.redis)  # its start runs maintenance, which queues the clean-up
+    try:
+        wait_until(lambda: not own.infra.store.exists(orphan.sha256), timeout=90, what="the scheduled gc")
+    finally:
+        stop_worker(worker)
+    assert own.infra.store.exists(young.sha256)
+    frames = own.infra.assets.get_many(world.clinic.id, [f.assetId for f in sim.frames])
+    assert frames and all(own.infra.store.exists(a.sha256) for a in frames.values())
+    assert not schedule_gc(own)  # the period's clean-up was queued once, whoever asks again
