@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import bson
 import pytest
@@ -219,3 +219,16 @@ def test_a_trail_written_before_keyed_chains_is_adopted_and_still_verified(infra
     assert report.intact and report.last_seq == 4, report.problems
     infra.db.audit_events.update_one({"clinicId": clinic, "seq": 2}, {"$set": {"action": "signout"}})
     assert "event 2 was altered after it was written" in infra.audit.verify(world.clinic.id).problems
+
+
+def test_the_signed_form_sorts_keys_at_every_level_and_keeps_value_types():
+    """The bytes an event's signature covers: the same for any field order, nested mappings and lists sorted
+    too, types kept (an ObjectId is not its hex); `without` leaves out a top-level field only."""
+    oid, at = ObjectId(), datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
+    doc = {"seq": 7, "details": {"z": [{"b": 2, "a": 1}, 3], "hash": "nested"}, "at": at, "userId": oid,
+           "hash": "top"}
+    expected = bson.encode({"at": at, "details": {"hash": "nested", "z": [{"a": 1, "b": 2}, 3]}, "seq": 7,
+                            "userId": oid})
+    assert canonical_bytes(doc, without="hash") == expected
+    assert canonical_bytes(dict(reversed(doc.items())), without="hash") == expected
+    assert canonical_bytes(doc) != expected and canonical_bytes({**doc, "userId": str(oid)}, without="hash") != expected
