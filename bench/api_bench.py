@@ -5,11 +5,13 @@ bench/scale_bench.py's `dataset()`), starts `streamlit run server.py` on it, mak
 clinic's coordinator, then runs two phases of --seconds each with --clients threads:
 
 1. `GET /api/imaging/simulations/{id}` of random versions (details; the spec's hot path),
-2. `GET /api/imaging/patients/{id}/simulations` of random patients (a list page of 50).
+2. `GET /api/imaging/patients/{id}/simulations` of random patients (a list page of 50),
+3. details again, paced at --paced-rate calls per second in all (the latency at the throughput goal,
+   where 1 and 2 measure it at saturation: 16 clients that never pause wait clients ÷ throughput in line).
 
 Every call is a real HTTP request with a Bearer token (authenticated, rate-checked and audited).
 
-    python bench/api_bench.py [--simulations 100000] [--clients 16] [--seconds 30]
+    python bench/api_bench.py [--simulations 100000] [--clients 16] [--seconds 30] [--paced-rate 150]
 """
 
 from __future__ import annotations
@@ -62,21 +64,34 @@ def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen,
     raise SystemExit("the server did not answer within 90 s")
 
 
-def load(url: str, token: str, paths: Callable[[random.Random], str], *, clients: int, seconds: float
-         ) -> tuple[list[float], int, int]:
-    """(latencies in seconds of successful calls, successful calls, failed calls) of `clients` threads."""
+def load(url: str, token: str, paths: Callable[[random.Random], str], *, clients: int, seconds: float,
+         rate: float | None = None) -> tuple[list[float], int, int]:
+    """(latencies in seconds of successful calls, successful calls, failed calls) of `clients` threads.
+
+    Without `rate` each client calls again as soon as it has its answer (saturation: latency is then
+    mostly waiting in line, clients ÷ throughput). With `rate` (calls per second, all clients together)
+    calls start on a fixed schedule and latency counts from the scheduled start, so a slow answer that
+    delays the next call is not hidden (no coordinated omission)."""
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
+    begin = time.perf_counter()
+    stop = begin + seconds
+    interval = clients / rate if rate else 0.0
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
         mine: list[float] = []
         failed = 0
+        due = begin + interval * seed / clients
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            while time.monotonic() < stop:
-                started = time.perf_counter()
+            while (now := time.perf_counter()) < stop:
+                if rate:
+                    if due > now:
+                        time.sleep(due - now)
+                    started, due = due, due + interval
+                else:
+                    started = now
                 answer = http.get(paths(rng))
                 elapsed = time.perf_counter() - started
                 if answer.status_code == 200:
@@ -100,6 +115,8 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--paced-rate", type=float, default=150.0,
+                        help="calls per second of the paced details phase (the throughput goal)")
     parser.add_argument("--cache-size", default=os.environ.get("EMBEDDED_DB_CACHE", DEFAULT_DB_CACHE))
     args = parser.parse_args()
 
@@ -122,6 +139,11 @@ def main() -> None:
                                        clients=args.clients, seconds=args.seconds)
             log(f"details: {ok:,} calls ({failed} failed), p50 {sorted(details)[len(details) // 2] * 1000:.1f} ms")
             rate = ok / args.seconds
+            paced, paced_ok, paced_failed = load(url, token, lambda r: f"/api/imaging/simulations/{r.choice(sims)}",
+                                                 clients=args.clients, seconds=args.seconds, rate=args.paced_rate)
+            failed += paced_failed
+            log(f"details at {args.paced_rate:.0f} calls/s: {paced_ok:,} calls, "
+                f"p50 {sorted(paced)[len(paced) // 2] * 1000:.1f} ms")
             lists, list_ok, list_failed = load(
                 url, token, lambda r: f"/api/imaging/patients/{r.choice(patients)}/simulations?limit=50",
                 clients=args.clients, seconds=args.seconds)
@@ -138,6 +160,7 @@ def main() -> None:
     print(f"api_get_simulation_p95_ms: {p95(details) * 1000:.1f}")
     print(f"api_list_p95_ms: {p95(lists) * 1000:.1f}")
     print(f"api_requests_per_s: {rate:.1f}")
+    print(f"api_get_simulation_p95_ms_at_{args.paced_rate:.0f}_per_s: {p95(paced) * 1000:.1f}")
 
 
 if __name__ == "__main__":
