@@ -49,10 +49,12 @@ def encode_jpeg(rgb: np.ndarray, *, quality: int = 85) -> EncodedImage:
 
 def decode_rgb(data: bytes) -> np.ndarray:
     """Decode a stored (already validated) PNG/JPEG into an RGB array."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # Decoded straight to RGB (no BGR copy converted afterwards: ~10% of a 1080p PNG's decode, paid per
+    # stage by every render).
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
     if array is None:
         raise ValidationError("The stored image could not be decoded.")
-    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return array
 
 
 def fit_within(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
