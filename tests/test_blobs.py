@@ -130,6 +130,7 @@ def test_the_workers_clean_up_unreferenced_files_once_per_period(env, infra, ser
     for path in own.infra.store.root.glob("??/??/*"):  # everything stored two hours ago...
         os.utime(path, (time.time() - 2 * HOUR, time.time() - 2 * HOUR))
     young = own.infra.store.put(b"a render job about to record its file" * 10)  # ...but this one
+    started = time.time()
     worker = start_worker(own_env, infra.redis)  # its start runs maintenance, which queues the clean-up
     try:
         wait_until(lambda: not own.infra.store.exists(orphan.sha256), timeout=90, what="the scheduled gc")
@@ -138,4 +139,5 @@ def test_the_workers_clean_up_unreferenced_files_once_per_period(env, infra, ser
     assert own.infra.store.exists(young.sha256)
     frames = own.infra.assets.get_many(world.clinic.id, [f.assetId for f in sim.frames])
     assert frames and all(own.infra.store.exists(a.sha256) for a in frames.values())
-    assert not schedule_gc(own)  # the period's clean-up was queued once, whoever asks again
+    if started // HOUR == time.time() // HOUR:  # (a new period may begin while the test runs)
+        assert not schedule_gc(own)  # the period's clean-up was queued once, whoever asks again
