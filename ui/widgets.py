@@ -114,11 +114,12 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
         to_url(sim=None, view=None, stage=None)
         return None
     current = st.session_state.get(SIMULATION_KEY)
+    loaded: TreatmentSimulation | None = None  # the whole record, when a link needed it already
     if current and current not in versions:  # a link to a version older than the newest page (or not theirs)
         with contextlib.suppress(StudioError):
             linked = services().simulations.get(actor, current)
             if linked.patientId == patient.id:
-                versions[linked.id] = linked
+                versions[linked.id] = loaded = linked
     ids = list(versions)
     chosen = st.selectbox(
         label, ids, index=ids.index(current) if current in ids else 0,
@@ -127,7 +128,7 @@ def simulation_picker(actor: Actor, patient: Patient, *, label: str = "Simulatio
     )
     st.session_state[SIMULATION_KEY] = chosen
     to_url(sim=chosen)
-    sim = services().simulations.get(actor, chosen)
+    sim = loaded if loaded is not None and loaded.id == chosen else services().simulations.get(actor, chosen)
     if st.session_state.get("viewed_simulation") != chosen:  # one audit event per opened version, not per rerun
         services().simulations.record_view(actor, chosen)
         st.session_state["viewed_simulation"] = chosen
